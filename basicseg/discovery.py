@@ -1,0 +1,122 @@
+"""Discovery: which images of a BIDS dataset to segment (pybids), and where their outputs go."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .exits import DATA_ERR, NO_INPUT, NO_MATCH, USAGE, BasicsegError
+from .labels import image_stem, split_suffix
+
+log = logging.getLogger("basicseg")
+
+DEFAULT_QUERIES = {"t2w": {"datatype": "anat", "suffix": "T2w", "extension": [".nii.gz", ".nii"]}}
+# Never indexed: nothing basicseg reads lives there, and large datasets pay for indexing them.
+IGNORE = ("code", "stimuli", "sourcedata", "models", "derivatives", re.compile(r"^\."),
+          re.compile(r"sub-[a-zA-Z0-9]+(/ses-[a-zA-Z0-9]+)?/(beh|dwi|eeg|ieeg|meg|perf|func|fmap|pet|micr|nirs)"))
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One input image and the BIDS names of its outputs."""
+    path: Path
+    relpath: str             # relative to bids_dir, for sidecars (BIDS URIs) and tables
+    subject: str             # label without 'sub-'
+    session: str | None
+    entities: dict
+    prefix: str              # output name stem: the input's entities without its suffix
+
+    @property
+    def suffix(self) -> str:
+        return self.entities.get("suffix", "")
+
+    def out_dir(self, output_dir: Path) -> Path:
+        parts = [f"sub-{self.subject}"] + ([f"ses-{self.session}"] if self.session else []) + ["anat"]
+        return Path(output_dir).joinpath(*parts)
+
+    def output(self, output_dir: Path, name: str) -> Path:
+        return self.out_dir(output_dir) / f"{self.prefix}_{name}"
+
+
+def strip_prefix(label: str, prefix: str) -> str:
+    return label[len(prefix):] if label.startswith(prefix) else label
+
+
+def read_filter_file(path: Path | None) -> dict:
+    """The ``--bids-filter-file``: {"t2w": {entity: value, ...}} replacing the default query's keys."""
+    queries = {k: dict(v) for k, v in DEFAULT_QUERIES.items()}
+    if path is None:
+        return queries
+    path = Path(path)
+    if not path.is_file():
+        raise BasicsegError(f"--bids-filter-file {path}: no such file", NO_INPUT)
+    try:
+        filters = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise BasicsegError(f"--bids-filter-file {path}: not valid JSON ({exc})", USAGE) from exc
+    if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
+        raise BasicsegError(f"--bids-filter-file {path}: expected {{\"t2w\": {{entity: value}}}}", USAGE)
+    unknown = set(filters) - set(queries)
+    if unknown:
+        raise BasicsegError(f"--bids-filter-file {path}: unknown keys {sorted(unknown)}; known: {sorted(queries)}",
+                            USAGE)
+    for key, value in filters.items():
+        queries[key].update(value)
+    return queries
+
+
+def index(bids_dir: Path, work_dir: Path | None, participant_labels=None):
+    """A pybids layout of the selected participants only, with its database in the work dir
+    (one per run: concurrent SLURM tasks never share an SQLite file)."""
+    from bids import BIDSLayout
+    from bids.layout import BIDSLayoutIndexer
+
+    ignore = list(IGNORE)
+    if participant_labels:
+        ignore.append(re.compile(r"sub-(?!(%s)(\b|_))" % "|".join(map(re.escape, participant_labels))))
+    db_root = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
+    db_root.mkdir(parents=True, exist_ok=True)
+    database = Path(tempfile.mkdtemp(prefix="bids_db-", dir=db_root))
+    try:
+        indexer = BIDSLayoutIndexer(validate=False, ignore=ignore, index_metadata=False)
+        return BIDSLayout(str(bids_dir), validate=False, indexer=indexer, database_path=str(database))
+    except Exception as exc:
+        raise BasicsegError(f"{bids_dir}: cannot index as BIDS ({exc})", DATA_ERR) from exc
+
+
+def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=None, session_labels=None,
+             filter_file: Path | None = None) -> list[ImageJob]:
+    bids_dir = Path(bids_dir).resolve()
+    participant_labels = [strip_prefix(p, "sub-") for p in participant_labels or []]
+    session_labels = [strip_prefix(s, "ses-") for s in session_labels or []]
+    queries = read_filter_file(filter_file)
+    layout = index(bids_dir, work_dir, participant_labels)
+
+    subjects = layout.get_subjects()
+    missing = sorted(set(participant_labels) - set(subjects))
+    if missing:
+        raise BasicsegError(f"participant label(s) not found in {bids_dir}: {', '.join('sub-' + m for m in missing)}",
+                            NO_MATCH)
+    query = dict(queries["t2w"])
+    if participant_labels:
+        query["subject"] = participant_labels
+    if session_labels:
+        query["session"] = session_labels
+    files = layout.get(return_type="object", **query)
+    jobs = [_job(bids_dir, f) for f in files]
+    if not jobs:
+        what = ", ".join(f"{k}={v}" for k, v in query.items())
+        raise BasicsegError(f"no images matched in {bids_dir} ({what})", NO_MATCH)
+    return sorted(jobs, key=lambda j: j.relpath)
+
+
+def _job(bids_dir: Path, bids_file) -> ImageJob:
+    path = Path(bids_file.path)
+    entities = {k: v for k, v in bids_file.get_entities().items() if isinstance(v, (str, int))}
+    prefix, _ = split_suffix(image_stem(path))
+    return ImageJob(path=path, relpath=path.relative_to(bids_dir).as_posix(), subject=str(entities["subject"]),
+                    session=str(entities["session"]) if entities.get("session") else None,
+                    entities=entities, prefix=prefix)

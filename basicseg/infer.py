@@ -1,0 +1,110 @@
+"""Infer: load the shipped (or user-given) networks once per process and run them on batches of slices."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .exits import NO_INPUT, BasicsegError
+
+log = logging.getLogger("basicseg")
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# Shipped models: name -> file stem under basicseg/weights. Defaults are chosen by leave-site-out
+# validation (cord) and follow the paper (lesion: BASICseg-3); see README "Models".
+DEFAULT_MODELS = {"cord": "cord-basicseg1", "lesion": "lesion-basicseg3", "localiser": "localiser"}
+BATCH_SIZE = 64
+
+
+def configure_tensorflow(nprocs: int | None = None) -> str:
+    """Bound TensorFlow's threads by --nprocs (or SLURM_CPUS_PER_TASK) and report the device."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    nprocs = nprocs or int(os.environ.get("SLURM_CPUS_PER_TASK", 0)) or None
+    if nprocs:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(nprocs)
+            tf.config.threading.set_inter_op_parallelism_threads(min(2, nprocs))
+        except RuntimeError:   # already initialised in this process: keep its settings
+            pass
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            pass
+    device = f"GPU ({', '.join(g.name for g in gpus)})" if gpus else "CPU"
+    log.info("TensorFlow %s on %s, %s threads", tf.__version__, device, nprocs or "default")
+    return device
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A shipped model name (``cord-basicseg1``) or a path to a ``.keras`` file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".keras":
+        if not candidate.is_file():
+            raise BasicsegError(f"model file not found: {candidate}", NO_INPUT)
+        return candidate.resolve()
+    shipped = WEIGHTS_DIR / f"{name_or_path}.keras"
+    if not shipped.is_file():
+        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.keras"))
+        raise BasicsegError(f"unknown model {name_or_path!r}; shipped models: {', '.join(available) or 'none'}",
+                            NO_INPUT)
+    return shipped
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_card(path: Path) -> dict:
+    card = Path(path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+class Model:
+    """A loaded network with its provenance (for sidecars and reports)."""
+
+    def __init__(self, path: Path):
+        from .models import custom_objects, strip_noise_adaptation
+        import keras
+
+        self.path = Path(path)
+        self.sha256 = sha256(self.path)
+        self.card = model_card(self.path)
+        trained = keras.models.load_model(self.path, custom_objects=custom_objects(), compile=False)
+        # BASICseg-3's noise-adaptation layer models label noise during training only (Sukhbaatar 2014)
+        self.keras = strip_noise_adaptation(trained)
+        self.threshold = float(self.card.get("threshold", 0.5))
+        self.name = self.card.get("name", self.path.stem)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch (n, h, w, 1) -> (n, h, w), in fixed-size chunks."""
+        if len(x) == 0:
+            return np.zeros(x.shape[:3], np.float32)
+        out = [np.asarray(self.keras(x[i:i + BATCH_SIZE], training=False))[..., 0]
+               for i in range(0, len(x), BATCH_SIZE)]
+        return np.concatenate(out).astype(np.float32)
+
+    def provenance(self) -> dict:
+        return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,
+                "Architecture": self.card.get("architecture"), "Target": self.card.get("target"),
+                "Version": self.card.get("basicseg_version"), "Threshold": self.threshold}
+
+
+@lru_cache(maxsize=None)
+def load_model(name_or_path: str) -> Model:
+    """Load once per process (all images of a run share the model)."""
+    path = resolve_model(name_or_path)
+    log.info("loading model %s", path.name)
+    return Model(path)
