@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared" / "data" / "spine-public"
+DEMO = REPO / "demo" / "ds-demo"
+
+
+@pytest.fixture(scope="session")
+def spine_public() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not present")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def demo_dataset() -> Path:
+    assert DEMO.is_dir(), f"embedded demo dataset missing: {DEMO}"
+    return DEMO
