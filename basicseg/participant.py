@@ -18,9 +18,9 @@ from . import outputs
 from .centerline import (centreline_from_file, centreline_from_probabilities, centreline_sct, localiser_inputs)
 from .crop import crop_slices, normalise, uncrop_slices
 from .discovery import ImageJob
-from .exits import FAILURE, OK, BasicsegError
+from .exits import DATA_ERR, FAILURE, OK, BasicsegError
 from .infer import Model, load_model
-from .load import AxialVolume, load_axial
+from .load import AxialVolume, axial_problem, load_axial, load_image
 from .postprocess import cord_mask, lesion_mask
 
 log = logging.getLogger("basicseg")
@@ -114,8 +114,26 @@ def process_image(job: ImageJob, models: Models, config) -> tuple[Segmentation, 
 
 # --- the run ---------------------------------------------------------------------------------------------------
 
+def readable_as_axial(jobs: list[ImageJob]) -> list[ImageJob]:
+    """Drop sagittal/coronal thick-slice images (a warning names each); unreadable files stay in and fail."""
+    keep = []
+    for job in jobs:
+        try:
+            problem = axial_problem(load_image(job.path))
+        except BasicsegError:
+            problem = None          # reported as a failure of that image when processed
+        if problem:
+            log.warning("%s skipped: %s", job.relpath, problem)
+        else:
+            keep.append(job)
+    return keep
+
+
 def run_participant(jobs: list[ImageJob], config) -> int:
     outputs.write_dataset_description(config.output_dir, config.bids_dir)
+    jobs = readable_as_axial(jobs)
+    if not jobs:
+        raise BasicsegError("none of the selected images is an axial stack or a 3D volume", DATA_ERR)
     todo = [j for j in jobs if config.overwrite or not outputs.is_done(j, config.output_dir)]
     for job in jobs:
         if job not in todo:

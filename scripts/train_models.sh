@@ -11,10 +11,6 @@ RUNS=${2:-train_runs}
 STAGES=${STAGES:-"final-localiser final-cord1 final-lesion3 cv cv-arch cv-lesion final-cord23"}
 NPROCS=${NPROCS:-2}
 WEIGHTS=basicseg/weights
-# Leave-site-out folds: each holds out one T2w and one T2*w site (DESIGN: keep errsm together).
-FOLD_A="spinalcordtoolbox/spinalcordtoolbox@2f89740 Philips"
-FOLD_B="unf (spine-generic; IUGM) UCL"
-FOLD_C="ivadomed/ivadomed@3ef3730 NWU"
 
 train() {  # train NAME_DIR ARGS...
   local dir=$1; shift
@@ -23,7 +19,8 @@ train() {  # train NAME_DIR ARGS...
 ship() {   # ship RUN_DIR MODEL_NAME
   cp "$RUNS/$1/$2.keras" "$RUNS/$1/$2.json" "$RUNS/$1/$2_curves.tsv" "$RUNS/$1/$2_curves.png" "$WEIGHTS/"
 }
-val_sites() {  # word-split-safe: sites contain spaces
+# Leave-site-out folds: each holds out one T2w and one T2*w site (errsm* stay together: one site).
+val_sites() {
   case $1 in A) printf '%s\n' "spinalcordtoolbox/spinalcordtoolbox@2f89740" "Philips";;
              B) printf '%s\n' "unf (spine-generic; IUGM)" "UCL";;
              C) printf '%s\n' "ivadomed/ivadomed@3ef3730" "NWU";; esac
@@ -36,9 +33,9 @@ fold() {  # fold X DIR ARGS...
 
 for stage in $STAGES; do
   case $stage in
-    final-localiser) train final-localiser --target localiser --epochs 40 --max-minutes 4 && ship final-localiser localiser;;
-    final-cord1) train final-cord1 --target cord --architecture 1 --epochs 60 --max-minutes 7 && ship final-cord1 cord-basicseg1;;
-    final-lesion3) train final-lesion3 --target lesion --architecture 3 --epochs 60 --max-minutes 9 && ship final-lesion3 lesion-basicseg3;;
+    final-localiser) train final-localiser --target localiser --epochs 80 --max-minutes 6 && ship final-localiser localiser;;
+    final-cord1) train final-cord1 --target cord --architecture 1 --epochs 80 --max-minutes 10 && ship final-cord1 cord-basicseg1;;
+    final-lesion3) train final-lesion3 --target lesion --architecture 3 --epochs 80 --max-minutes 12 && ship final-lesion3 lesion-basicseg3;;
     cv) for f in A B C; do
           fold $f cv-$f-localiser --target localiser --epochs 40 --max-minutes 3
           fold $f cv-$f-cord1 --target cord --architecture 1 --epochs 60 --max-minutes 6
@@ -46,7 +43,7 @@ for stage in $STAGES; do
     cv-arch) for a in 2 3; do fold A cv-A-cord$a --target cord --architecture $a --epochs 60 --max-minutes 6; done;;
     cv-lesion) fold A cv-A-lesion3 --target lesion --architecture 3 --epochs 60 --max-minutes 7;;
     final-cord23) for a in 2 3; do
-          train final-cord$a --target cord --architecture $a --epochs 60 --max-minutes 7 && ship final-cord$a cord-basicseg$a
+          train final-cord$a --target cord --architecture $a --epochs 80 --max-minutes 8 && ship final-cord$a cord-basicseg$a
         done;;
     *) echo "unknown stage $stage" >&2; exit 64;;
   esac
