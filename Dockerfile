@@ -14,7 +14,7 @@ FROM ${BASE_IMAGE}
 
 ARG BASE_IMAGE
 ARG TF_PACKAGE="tensorflow[and-cuda]==2.21.0"
-ARG VERSION=unknown
+ARG VERSION
 ARG BUILD_DATE=unknown
 ARG VCS_REF=unknown
 
@@ -49,7 +49,9 @@ RUN pip install --no-cache-dir --no-deps /tmp/src \
 
 # Run time: any UID, read-only root.  HOME and every cache point into /tmp (a tmpfs under podman
 # --read-only, Singularity and BABS; under `docker run --read-only` the app falls back to its work
-# dir).  Thread pools are bounded; the app sets TensorFlow's own pools from --nprocs.
+# dir).  BASICSEG_CONTAINER goes into GeneratedBy.Container of dataset_description.json (pass
+# --build-arg VERSION=$(cat version) so that it carries the tag).  Thread pools are bounded; the
+# app sets TensorFlow's own pools from --nprocs.
 ENV HOME=/tmp \
     MPLCONFIGDIR=/tmp/mpl \
     XDG_CACHE_HOME=/tmp/.cache \
@@ -60,7 +62,8 @@ ENV HOME=/tmp \
     OPENBLAS_NUM_THREADS=1 \
     MKL_NUM_THREADS=1 \
     NUMEXPR_NUM_THREADS=1 \
-    VECLIB_MAXIMUM_THREADS=1
+    VECLIB_MAXIMUM_THREADS=1 \
+    BASICSEG_CONTAINER="bids/basicseg${VERSION:+:${VERSION}}"
 
 LABEL org.opencontainers.image.title="basicseg" \
       org.opencontainers.image.description="BIDS App: spinal cord and contusion-lesion segmentation on axial T2w MRI (BASICseg U-Nets, McCoy et al. AJNR 2019)" \
@@ -69,7 +72,7 @@ LABEL org.opencontainers.image.title="basicseg" \
       org.opencontainers.image.documentation="https://github.com/bids-apps/basicseg#readme" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.vendor="BIDS Apps" \
-      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.version="${VERSION:-unknown}" \
       org.opencontainers.image.revision="${VCS_REF}" \
       org.opencontainers.image.created="${BUILD_DATE}" \
       org.opencontainers.image.base.name="${BASE_IMAGE}"

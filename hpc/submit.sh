@@ -17,6 +17,8 @@
 #   --log-dir D              exit codes, job file and SLURM logs (default: OUTPUT_DIR_slurm)
 #   --group-dependency TYPE  afterok (default: the group runs only if every participant
 #                            succeeded) or afterany (the group runs on whatever succeeded)
+#   --skip-codes "C.."       basicseg exit codes recorded as "skipped", not failed (default 18:
+#                            a participant with no matching image, e.g. only T2*w); "" for none
 #   --no-group               submit the array only
 #   --dry-run                print the sbatch commands, submit nothing
 # Prints "array_job_id=<id>" and "group_job_id=<id>" on stdout.
@@ -26,7 +28,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; exit "${1:-64}"; }
 
 sif="" cmd="basicseg" gpu=0 cpus=2 mem=8G time=02:00:00 max_parallel="" log_dir=""
-dep=afterok group=1 dry=0 labels=() sbatch_common=() positional=() extra=()
+dep=afterok group=1 dry=0 skip_codes=18 labels=() sbatch_common=() positional=() extra=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --sif) sif=$(realpath "$2"); shift 2 ;;
@@ -41,6 +43,7 @@ while [[ $# -gt 0 ]]; do
     --partition|--account|--qos) sbatch_common+=("$1=$2"); shift 2 ;;
     --log-dir) log_dir=$2; shift 2 ;;
     --group-dependency) dep=$2; shift 2 ;;
+    --skip-codes) skip_codes=$2; shift 2 ;;
     --no-group) group=0; shift ;;
     --dry-run) dry=1; shift ;;
     -h|--help) usage 0 ;;
@@ -78,7 +81,8 @@ job_env="$log_dir/job.env"
 {
   printf 'BIDS_DIR=%q\nOUTPUT_DIR=%q\nLOG_DIR=%q\nPARTICIPANTS_LIST=%q\n' \
     "$bids_dir" "$output_dir" "$log_dir" "$list"
-  printf 'BASICSEG_SIF=%q\nBASICSEG_CMD=%q\nBASICSEG_GPU=%q\n' "$sif" "$cmd" "$gpu"
+  printf 'BASICSEG_SIF=%q\nBASICSEG_CMD=%q\nBASICSEG_GPU=%q\nSKIP_CODES=%q\n' \
+    "$sif" "$cmd" "$gpu" "$skip_codes"
   printf 'BASICSEG_EXTRA_ARGS=('
   [[ ${#extra[@]} -eq 0 ]] || printf '%q ' "${extra[@]}"
   printf ')\n'

@@ -1,0 +1,201 @@
+"""Build the container image with podman and run the BIDS App in it, the way users run it.
+
+``pytest -m container`` (run by .ci/run).  Needs root and apt-get: it runs
+../shared/tools/container-setup.sh (podman, runc and an offline stand-in for python:3.11-slim),
+builds the image with the CPU build of TensorFlow, then on the embedded demo dataset:
+
+* ``--version`` (against the ``version`` file and ``/version``);
+* participant level with ``--read-only --network none``, a random non-root UID/GID that the image
+  has never heard of (so HOME is not its own), the input bind-mounted read-only and the output
+  bind-mounted; podman's default read-only mode gives a tmpfs on /tmp (as Singularity does);
+* group level the same way but with ``--read-only-tmpfs=false``: /tmp is read-only too, which is
+  what ``docker run --read-only`` (CircleCI, bids-apps) gives.
+
+The build time and the image size are printed (and written to $BASICSEG_METRICS or
+/tmp/basicseg-container-metrics.json).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.container
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLS = Path(os.environ.get("BASICSEG_SHARED_TOOLS", REPO.parent / "shared" / "tools"))
+DEMO = REPO / "demo" / "ds-demo"
+VERSION = (REPO / "version").read_text().strip()
+BASE = os.environ.get("BASICSEG_BASE_IMAGE", "localhost/python:3.11-slim-local")
+TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "tensorflow-cpu==2.21.0")
+IMAGE = "localhost/basicseg:test"
+METRICS = Path(os.environ.get("BASICSEG_METRICS", "/tmp/basicseg-container-metrics.json"))
+PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--read-only"]
+
+
+def _say(request, text: str) -> None:
+    """Print past pytest's capture (the timings belong in the CI log)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(text)
+    else:
+        print(text)
+
+
+def _metric(**values) -> None:
+    data = json.loads(METRICS.read_text()) if METRICS.is_file() else {}
+    data.update(values)
+    METRICS.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _run(cmd, timeout, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def image(request):
+    if os.geteuid() != 0:
+        pytest.skip("container test needs root (rootful podman, apt-get)")
+    if shutil.which("podman") is None and shutil.which("apt-get") is None:
+        pytest.skip("no podman and no apt-get to install it")
+    setup = TOOLS / "container-setup.sh"
+    if not setup.is_file():
+        pytest.fail(f"{setup} is missing: cannot prepare podman and the base image")
+    if not DEMO.is_dir():
+        pytest.fail(f"{DEMO} is missing: the container test runs on the embedded demo dataset")
+    METRICS.unlink(missing_ok=True)
+
+    t0 = time.monotonic()
+    proc = _run(["bash", str(setup)], timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    setup_s = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    proc = _run(["podman", "build", "--isolation", "chroot",
+                 "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"TF_PACKAGE={TF_PACKAGE}",
+                 "--build-arg", f"VERSION={VERSION}",
+                 "--build-arg", f"BUILD_DATE={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
+                 "-t", IMAGE, str(REPO)], timeout=3600)
+    build_s = time.monotonic() - t0
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE], 60).stdout)
+    cached = proc.stdout.count("Using cache")
+    _say(request, f"\n[container] setup {setup_s:.0f} s, build {build_s:.0f} s "
+                  f"({cached} cached steps), image {size / 1e9:.2f} GB ({TF_PACKAGE})")
+    _metric(setup_s=round(setup_s, 1), build_s=round(build_s, 1), cached_steps=cached,
+            image_bytes=size, tf_package=TF_PACKAGE)
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def ids():
+    """A UID/GID unknown to the image (no passwd entry, no home)."""
+    rng = random.Random()
+    return rng.randint(20000, 60000), rng.randint(20000, 60000)
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory, ids):
+    root = tmp_path_factory.mktemp("container")
+    out = root / "out"
+    out.mkdir()
+    os.chown(out, *ids)           # the user's own output folder, as on a real host
+    return out
+
+
+def _podman(image, ids, args, *, out_dir=None, extra=(), timeout=1800):
+    cmd = [*PODMAN_RUN, "--user", f"{ids[0]}:{ids[1]}", *extra,
+           "-v", f"{DEMO}:/data:ro"]
+    if out_dir is not None:
+        cmd += ["-v", f"{out_dir}:/out"]
+    return _run([*cmd, image, *args], timeout=timeout)
+
+
+def test_image_metadata(image):
+    fmt = "{{json .Config.Labels}}"
+    labels = json.loads(_run(["podman", "image", "inspect", "--format", fmt, image], 60).stdout)
+    assert labels["org.opencontainers.image.version"] == VERSION
+    for key in ("title", "description", "source", "licenses", "created"):
+        assert labels.get(f"org.opencontainers.image.{key}"), key
+    user = _run(["podman", "image", "inspect", "--format", "{{.Config.User}}", image], 60).stdout.strip()
+    assert user and user not in ("root", "0"), "the image must not default to root"
+
+
+def test_version(image, ids, request):
+    t0 = time.monotonic()
+    proc = _podman(image, ids, ["--version"], timeout=300)
+    _say(request, f"[container] --version {time.monotonic() - t0:.1f} s")
+    assert proc.returncode == 0, proc.stderr
+    assert VERSION in proc.stdout + proc.stderr
+    cat = _run([*PODMAN_RUN, "--entrypoint", "cat", image, "/version"], 60)
+    assert cat.stdout.strip() == VERSION
+
+
+def test_no_build_tools_and_no_pip_cache(image):
+    proc = _run([*PODMAN_RUN, "--entrypoint", "sh", image, "-c",
+                 "command -v gcc cc g++ make; ls /root/.cache /tmp/src 2>/dev/null; true"], 60)
+    assert proc.stdout.strip() == "", f"left in the image: {proc.stdout}"
+
+
+def _t2w_inputs():
+    import nibabel as nib  # noqa: F401  (fail early and clearly if the test env lacks it)
+    return sorted(p for p in DEMO.glob("sub-*/**/anat/*_T2w.nii*"))
+
+
+def test_participant_read_only_foreign_uid(image, ids, out_dir, request):
+    t0 = time.monotonic()
+    proc = _podman(image, ids, ["/data", "/out", "participant", "--nprocs", "2"], out_dir=out_dir)
+    elapsed = time.monotonic() - t0
+    _say(request, f"[container] participant level (all demo participants) {elapsed:.0f} s")
+    _metric(participant_s=round(elapsed, 1))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+
+    import nibabel as nib
+    desc = json.loads((out_dir / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    generated = desc["GeneratedBy"][0]
+    assert generated["Name"] == "basicseg" and generated["Version"] == VERSION
+    assert generated.get("Container", {}).get("Tag") == f"bids/basicseg:{VERSION}"
+
+    inputs = _t2w_inputs()
+    assert inputs, "the demo dataset has no T2w image"
+    for src in inputs:
+        rel = src.relative_to(DEMO)
+        stem = src.name.split(".nii")[0].removesuffix("_T2w")
+        mask = out_dir / rel.parent / f"{stem}_space-orig_label-SC_mask.nii.gz"
+        assert mask.is_file(), f"no cord mask for {rel}"
+        assert mask.with_name(mask.name.replace(".nii.gz", ".json")).is_file()
+        ref, seg = nib.load(src), nib.load(mask)
+        assert seg.shape == ref.shape[:3], rel
+        assert abs(seg.affine - ref.affine).max() < 1e-4, rel
+        assert seg.get_fdata().any(), f"empty cord mask for {rel}"
+    subjects = {p.name for p in DEMO.glob("sub-*") if p.is_dir()}
+    for sub in subjects:
+        assert (out_dir / f"{sub}.html").is_file(), f"no report for {sub}"
+    # everything was written by the foreign UID: the container ran as that user
+    owners = {p.stat().st_uid for p in out_dir.rglob("*")}
+    assert owners == {ids[0]}, owners
+
+
+def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
+    """docker run --read-only semantics: no writable /tmp, /var/tmp or HOME anywhere."""
+    if not (out_dir / "dataset_description.json").is_file():
+        pytest.skip("participant level did not run")
+    t0 = time.monotonic()
+    proc = _podman(image, ids, ["/data", "/out", "group", "--nprocs", "2"], out_dir=out_dir,
+                   extra=["--read-only-tmpfs=false"])
+    elapsed = time.monotonic() - t0
+    _say(request, f"[container] group level {elapsed:.0f} s")
+    _metric(group_s=round(elapsed, 1))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    group = out_dir / "group"
+    assert group.is_dir(), sorted(p.name for p in out_dir.iterdir())
+    reports = list(group.glob("*.html"))
+    assert reports, f"no group report in {sorted(p.name for p in group.iterdir())}"
+    assert list(group.glob("*.tsv")), "no group table"
