@@ -14,9 +14,6 @@ FROM ${BASE_IMAGE}
 
 ARG BASE_IMAGE
 ARG TF_PACKAGE="tensorflow[and-cuda]==2.21.0"
-ARG VERSION
-ARG BUILD_DATE=unknown
-ARG VCS_REF=unknown
 
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
@@ -46,6 +43,11 @@ RUN pip install --no-cache-dir --no-deps /tmp/src \
  && rm -rf /tmp/src /root/.cache \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin basicseg \
  && basicseg --version
+
+# Declared late: a RUN after an ARG misses the cache when the ARG's value changes.
+ARG VERSION
+ARG BUILD_DATE=unknown
+ARG VCS_REF=unknown
 
 # Run time: any UID, read-only root.  HOME and every cache point into /tmp (a tmpfs under podman
 # --read-only, Singularity and BABS; under `docker run --read-only` the app falls back to its work
