@@ -246,6 +246,11 @@ def test_participant_step_runs_every_participant(config, fake_docker, tmp_path):
         pytest.skip("demo/ds-demo not present")
     bindir, log = fake_docker
     (text,) = [t for t in _run_commands(config, "test_participant") if " participant" in t]
+    # a participant with nothing to segment (18) does not fail the step; another failure does
+    fail_on = tsv.read_text().splitlines()[1].split("\t")[0].removeprefix("sub-")
+    script = bindir / "docker"
+    base = script.read_text()
+    script.write_text(base.replace("exit 0", f'case "$*" in *"--participant-label {fail_on} "*) exit 18;; esac\nexit 0'))
     text = text.replace("/tmp/workspace", str(tmp_path / "ws"))
     proc = subprocess.run(["bash", "-c", text], cwd=REPO, capture_output=True, text=True,
                           env={"PATH": f"{bindir}:{os.environ['PATH']}", "IMAGE": "bids/basicseg"})
@@ -256,3 +261,9 @@ def test_participant_step_runs_every_participant(config, fake_docker, tmp_path):
     runs = [c for c in log.read_text().splitlines() if c.startswith("run")]
     labels = [re.search(r"--participant-label (\S+)", r).group(1) for r in runs]
     assert labels == [s.removeprefix("sub-") for s in subjects]
+    script.write_text(base.replace("exit 0", f'case "$*" in *"--participant-label {fail_on} "*) exit 1;; esac\nexit 0'))
+    log.unlink()
+    proc = subprocess.run(["bash", "-c", text], cwd=REPO, capture_output=True, text=True,
+                          env={"PATH": f"{bindir}:{os.environ['PATH']}", "IMAGE": "bids/basicseg"})
+    assert proc.returncode == 1
+    assert len([c for c in log.read_text().splitlines() if c.startswith("run")]) == 1
