@@ -26,6 +26,7 @@ MIN_CONFIDENCE = 0.5        # slice kept when its best blob reaches this probabi
 MAX_JUMP_MM = 6.0           # a slice centre further than this from the running median is an outlier
 SMOOTH_MM = 6.0             # Gaussian smoothing of the path along inferior-superior (sigma, mm)
 MEDIAN_WINDOW_MM = 15.0     # window of the running median used to reject outliers
+LOCALISER_STEP_MM = 3.0     # the cord bends slowly: localise every ~3 mm, interpolate in between
 
 
 # --- full-field slices at 1 mm for the localiser -------------------------------------------------------
@@ -56,9 +57,17 @@ def normalise_slices(slices: np.ndarray, low: float = 0.5, high: float = 99.5) -
     return np.clip((slices - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
 
-def localiser_inputs(volume: AxialVolume) -> tuple[np.ndarray, tuple]:
-    slices, grid = resample_slices(volume.data, volume.zooms)
-    return normalise_slices(slices)[..., None], grid
+def localiser_slices(n_slices: int, slice_mm: float, step_mm: float = LOCALISER_STEP_MM) -> np.ndarray:
+    """Indices of the slices the localiser looks at (all of them for thick slices; every ~3 mm for 3D)."""
+    step = max(1, int(round(step_mm / slice_mm)))
+    ks = np.arange(0, n_slices, step)
+    return ks if ks[-1] == n_slices - 1 else np.append(ks, n_slices - 1)
+
+
+def localiser_inputs(volume: AxialVolume) -> tuple[np.ndarray, tuple, np.ndarray]:
+    ks = localiser_slices(volume.n_slices, volume.zooms[2])
+    slices, grid = resample_slices(volume.data[:, :, ks], volume.zooms)
+    return normalise_slices(slices)[..., None], grid, ks
 
 
 # --- from probability maps to a path --------------------------------------------------------------------
@@ -125,8 +134,14 @@ def centres_from_mask(mask: np.ndarray) -> np.ndarray:
 
 # --- the three sources of a centreline -----------------------------------------------------------------
 
-def centreline_from_probabilities(prob: np.ndarray, grid, volume: AxialVolume):
-    centres, confidence = slice_centres(prob, grid)
+def centreline_from_probabilities(prob: np.ndarray, grid, volume: AxialVolume, slices=None):
+    """Path through all slices from the localiser's maps on ``slices`` (default: every slice).
+    Confidence is NaN on slices the localiser did not look at."""
+    slices = np.arange(volume.n_slices) if slices is None else np.asarray(slices)
+    found, conf = slice_centres(prob, grid)
+    centres = np.full((volume.n_slices, 2), np.nan)
+    confidence = np.full(volume.n_slices, np.nan)
+    centres[slices], confidence[slices] = found, conf
     return smooth_path(centres, volume.zooms), confidence
 
 

@@ -60,9 +60,9 @@ class Models:
 def find_centreline(volume: AxialVolume, models: Models, mode: str, job: ImageJob | None = None):
     """Centre (i, j) of the cord on every axial slice, and the localiser's per-slice confidence."""
     if mode == "auto":
-        x, grid = localiser_inputs(volume)
+        x, grid, slices = localiser_inputs(volume)
         prob = models.localiser.predict(x)
-        return centreline_from_probabilities(prob, grid, volume)
+        return centreline_from_probabilities(prob, grid, volume, slices)
     if mode == "sct":
         return centreline_sct(volume), None
     path = outputs.find_centreline_mask(Path(mode), job) if job else Path(mode)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run basicseg on the embedded demo dataset: participant level, then group level.
+#   bash scripts/demo.sh [OUTPUT_DIR]     (default: demo_out)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-demo_out}
+bash scripts/setup.sh
+basicseg demo/ds-demo "$OUT" participant --work-dir "$OUT/../demo_work" --nprocs "${NPROCS:-2}"
+basicseg demo/ds-demo "$OUT" group
+echo
+echo "Subject reports: $(ls "$OUT"/sub-*.html | tr '\n' ' ')"
+echo "Group report:    $OUT/group_report.html"
