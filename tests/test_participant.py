@@ -1,0 +1,129 @@
+"""End to end: the participant level on the embedded demo dataset with the shipped models."""
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from basicseg.cli import main
+from basicseg.labels import find_reference
+from basicseg.validate import errors, validator_report
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, demo_dataset):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    work = out.parent / "work"
+    code = main([str(demo_dataset), str(out), "participant", "--work-dir", str(work), "--nprocs", "2"])
+    return demo_dataset, out, work, code
+
+
+def masks(out, kind="SC"):
+    return sorted(out.glob(f"sub-*/anat/*_space-orig_label-{kind}_mask.nii.gz"))
+
+
+def test_run_succeeds_for_every_t2w(demo_run):
+    bids, out, _, code = demo_run
+    assert code == 0
+    inputs = sorted(bids.glob("sub-*/anat/*_T2w.nii.gz"))
+    assert len(masks(out)) == len(inputs) == len(masks(out, "lesion"))
+
+
+def test_masks_on_the_input_grid_and_on_the_cord(demo_run):
+    bids, out, _, _ = demo_run
+    for image in sorted(bids.glob("sub-*/anat/*_T2w.nii.gz")):
+        entities = image.name.replace("_T2w.nii.gz", "")
+        sc = out / image.parent.relative_to(bids) / f"{entities}_space-orig_label-SC_mask.nii.gz"
+        src, seg = nib.load(image), nib.load(sc)
+        assert seg.shape == src.shape
+        assert np.allclose(seg.affine, src.affine, atol=1e-5)
+        assert seg.header.get_xyzt_units()[0] == "mm"
+        data = np.asanyarray(seg.dataobj)
+        assert set(np.unique(data)) <= {0, 1} and data.sum() > 0
+        ref = find_reference(image, "cord")
+        if ref is not None:   # the demo's manual masks
+            truth = np.asanyarray(nib.load(ref).dataobj) > 0.5
+            dice = 2 * (truth & (data > 0)).sum() / (truth.sum() + (data > 0).sum())
+            assert dice >= 0.85, f"{image.name}: cord Dice {dice:.3f}"
+
+
+def test_sidecars_name_sources_and_models(demo_run):
+    _, out, _, _ = demo_run
+    for mask in masks(out) + masks(out, "lesion"):
+        side = json.loads(mask.with_name(mask.name.replace(".nii.gz", ".json")).read_text())
+        assert side["Sources"][0].startswith("bids:raw:sub-")
+        assert len(side["Model"]["SHA256"]) == 64 and side["Threshold"] == 0.5
+        assert side["Type"] in ("ROI", "Lesion")
+
+
+def test_morphometrics_and_reports(demo_run):
+    _, out, _, _ = demo_run
+    tables = sorted(out.glob("sub-*/anat/*_morphometrics.tsv"))
+    rows = pd.concat([pd.read_csv(t, sep="\t") for t in tables if "desc-" not in t.name])
+    assert (rows["status"] == "ok").all()
+    assert (rows["cord_volume_mm3"] > 0).all() and (rows["csa_mean_mm2"] > 20).all()
+    for subject in rows["participant_id"]:
+        assert (out / f"{subject}.html").is_file()
+    assert (out / "dataset_description.json").is_file()
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative" and description["GeneratedBy"][0]["Name"] == "basicseg"
+    assert list((out / "logs").glob("basicseg-*.log"))
+
+
+def test_simulated_lesions_are_found(demo_run):
+    bids, out, _, _ = demo_run
+    found = 0
+    for ref in sorted(bids.glob("derivatives/labels/sub-*/anat/*_label-lesion_mask.nii.gz")):
+        subject = ref.name.split("_")[0]
+        pred = nib.load(out / subject / "anat" / f"{subject}_space-orig_label-lesion_mask.nii.gz")
+        truth = np.asanyarray(nib.load(ref).dataobj) > 0
+        found += bool((np.asanyarray(pred.dataobj) > 0)[truth].any())
+    assert found >= 3   # of 4 SIMULATED lesions
+
+
+def test_output_is_valid_bids_derivative(demo_run):
+    _, out, _, _ = demo_run
+    report = validator_report(out)
+    assert errors(report) == [], errors(report)[:5]
+
+
+def test_rerun_skips_and_overwrite_redoes(demo_run):
+    bids, out, work, _ = demo_run
+    mask = masks(out)[0]
+    before = mask.stat().st_mtime_ns
+    subject = mask.name.split("_")[0]
+    assert main([str(bids), str(out), "participant", "--participant-label", subject, "-w", str(work),
+                 "--skip-bids-validation"]) == 0
+    assert mask.stat().st_mtime_ns == before
+    assert main([str(bids), str(out), "participant", "--participant-label", subject, "-w", str(work),
+                 "--skip-bids-validation", "--overwrite"]) == 0
+    assert mask.stat().st_mtime_ns != before
+
+
+def test_one_bad_image_does_not_stop_the_others(tmp_path, demo_dataset):
+    bids = tmp_path / "bids"
+    shutil.copytree(demo_dataset, bids, ignore=shutil.ignore_patterns("derivatives", "sub-errsm*", "sub-test001"))
+    bad = bids / "sub-unf01/anat/sub-unf01_T2w.nii.gz"
+    bad.write_bytes(bad.read_bytes()[:2000])                     # truncated file
+    out = tmp_path / "out"
+    code = main([str(bids), str(out), "participant", "--skip-bids-validation", "-w", str(tmp_path / "w")])
+    assert code == 1
+    assert masks(out) and all("unf01" not in m.name for m in masks(out))
+    row = pd.read_csv(out / "sub-unf01/anat/sub-unf01_morphometrics.tsv", sep="\t").iloc[0]
+    assert row["status"] == "failed" and "sub-unf01_T2w.nii.gz" in row["error"]
+    assert not list(out.rglob(".*.nii.gz"))                       # no temporary files left behind
+
+
+def test_t2star_through_the_filter_file(tmp_path, demo_dataset):
+    f = tmp_path / "filter.json"
+    f.write_text(json.dumps({"t2w": {"suffix": "T2starw"}}))
+    out = tmp_path / "out"
+    assert main([str(demo_dataset), str(out), "participant", "--bids-filter-file", str(f), "--skip-bids-validation",
+                 "-w", str(tmp_path / "w"), "--save-probabilities", "--lesion-model", "none"]) == 0
+    produced = masks(out)
+    assert [p.name for p in produced] == ["sub-9418_run-1_space-orig_label-SC_mask.nii.gz"]
+    assert list(out.glob("sub-9418/anat/*_label-SC_probseg.nii.gz"))
