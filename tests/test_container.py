@@ -199,3 +199,5 @@ def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
     reports = list(group.glob("*.html"))
     assert reports, f"no group report in {sorted(p.name for p in group.iterdir())}"
     assert list(group.glob("*.tsv")), "no group table"
+    leftovers = [p.name for p in out_dir.iterdir() if p.name.startswith(".basicseg-tmp")]
+    assert not leftovers, f"temporary folders left in the output: {leftovers}"
