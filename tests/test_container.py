@@ -30,7 +30,7 @@ pytestmark = pytest.mark.container
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("BASICSEG_SHARED_TOOLS", REPO.parent / "shared" / "tools"))
-DEMO = REPO / "demo" / "ds-demo"
+DEMO = Path(os.environ.get("BASICSEG_DEMO", REPO / "demo" / "ds-demo"))
 VERSION = (REPO / "version").read_text().strip()
 BASE = os.environ.get("BASICSEG_BASE_IMAGE", "localhost/python:3.11-slim-local")
 TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "tensorflow-cpu==2.21.0")
@@ -76,11 +76,14 @@ def image(request):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     setup_s = time.monotonic() - t0
 
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.monotonic()
+    # --label as well as the build arg: buildah 1.28 reuses a cached LABEL step even when the
+    # build arg in it changed (docker does not), which would leave a stale creation date
     proc = _run(["podman", "build", "--isolation", "chroot",
                  "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"TF_PACKAGE={TF_PACKAGE}",
-                 "--build-arg", f"VERSION={VERSION}",
-                 "--build-arg", f"BUILD_DATE={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}",
+                 "--build-arg", f"VERSION={VERSION}", "--build-arg", f"BUILD_DATE={created}",
+                 "--label", f"org.opencontainers.image.created={created}",
                  "-t", IMAGE, str(REPO)], timeout=3600)
     build_s = time.monotonic() - t0
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
@@ -121,6 +124,7 @@ def test_image_metadata(image):
     fmt = "{{json .Config.Labels}}"
     labels = json.loads(_run(["podman", "image", "inspect", "--format", fmt, image], 60).stdout)
     assert labels["org.opencontainers.image.version"] == VERSION
+    assert labels["org.opencontainers.image.created"] not in ("", "unknown")
     for key in ("title", "description", "source", "licenses", "created"):
         assert labels.get(f"org.opencontainers.image.{key}"), key
     user = _run(["podman", "image", "inspect", "--format", "{{.Config.User}}", image], 60).stdout.strip()

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = Path(os.environ.get("BASICSEG_SHARED_TOOLS", REPO.parent / "shared" / "tools"))
-DEMO = REPO / "demo" / "ds-demo"
+DEMO = Path(os.environ.get("BASICSEG_DEMO", REPO / "demo" / "ds-demo"))
 SUBMIT = REPO / "hpc" / "submit.sh"
 
 
