@@ -32,7 +32,8 @@ RUN python3 -m venv /opt/venv \
  && pip install --no-cache-dir "${TF_PACKAGE}" -r /tmp/requirements.txt \
  && rm -rf /tmp/src /tmp/requirements.txt /root/.cache \
  && for pkg in numpy scipy pandas matplotlib statsmodels nibabel; do \
-      find /opt/venv/lib/python3*/site-packages/$pkg -depth -type d -name tests -exec rm -rf {} + ; \
+      find /opt/venv/lib/python3*/site-packages/$pkg -depth -type d -name tests -exec rm -rf {} + \
+        2>/dev/null || true; \
     done
 
 # Layer 2: the package itself (non-editable, with its weights as package data).
