@@ -43,6 +43,14 @@ logs/
 group/
 """
 
+README = """# basicseg derivatives
+
+Spinal cord (label-SC) and intramedullary lesion (label-lesion) masks on each input image's own grid,
+per-image morphometrics and visual reports, written by basicseg {version} (BASICseg U-Nets,
+McCoy et al., AJNR 2019). Lesion models were trained on SIMULATED lesions; see each mask's sidecar
+for the model, its SHA-256 and threshold, and the subject reports (sub-*.html) for quality control.
+"""
+
 
 # --- dataset level ------------------------------------------------------------------------------------------------
 
@@ -82,6 +90,7 @@ def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
     _create_once(Path(output_dir) / "dataset_description.json",
                  json.dumps(dataset_description(bids_dir), indent=2) + "\n")
     _create_once(Path(output_dir) / ".bidsignore", BIDSIGNORE)
+    _create_once(Path(output_dir) / "README", README.format(version=__version__))
 
 
 # --- one image --------------------------------------------------------------------------------------------------
@@ -200,7 +209,7 @@ def report_path(output_dir: Path, subject: str) -> Path:
 def write_report(subject: str, jobs: list[ImageJob], results: dict, models, config) -> Path:
     from .report import write_subject_report
 
-    images = [_image_report(job, results.get(job), models, config) for job in jobs]
+    images = [_image_report(job, results.get(job.relpath), models, config) for job in jobs]
     return write_subject_report(Path(config.output_dir), subject, images)
 
 

@@ -142,30 +142,30 @@ def run_participant(jobs: list[ImageJob], config) -> int:
                          config.localiser_model if config.centerline == "auto" else None) if todo else None
 
     failed: list[str] = []
-    results: dict[ImageJob, object] = {}
+    results: dict[str, object] = {}   # by relpath
     for n, job in enumerate(todo, 1):
         log.info("[%d/%d] %s", n, len(todo), job.relpath)
         try:
             seg, row = process_image(job, models, config)
-            results[job] = (seg, row)
+            results[job.relpath] = (seg, row)
             log.info("%s: done in %.1f s (%s)", job.relpath, sum(seg.timings.values()),
                      ", ".join(f"{k} {v:.2f}" for k, v in seg.timings.items()))
         except BasicsegError as exc:
             failed.append(job.relpath)
-            results[job] = exc
+            results[job.relpath] = exc
             log.error("%s", exc)
         except Exception as exc:  # one bad image never stops the others
             failed.append(job.relpath)
-            results[job] = exc
+            results[job.relpath] = exc
             log.error("%s: unexpected error: %s\n%s", job.relpath, exc, traceback.format_exc())
-        if isinstance(results[job], Exception):
-            outputs.write_failure(job, results[job], config)
+        if isinstance(results[job.relpath], Exception):
+            outputs.write_failure(job, results[job.relpath], config)
 
     by_subject = defaultdict(list)
     for job in jobs:
         by_subject[job.subject].append(job)
     for subject, subject_jobs in by_subject.items():
-        if any(j in results for j in subject_jobs) or not outputs.report_path(config.output_dir, subject).exists():
+        if any(j.relpath in results for j in subject_jobs) or not outputs.report_path(config.output_dir, subject).exists():
             try:
                 outputs.write_report(subject, subject_jobs, results, models, config)
             except Exception as exc:
