@@ -34,11 +34,11 @@ fold() {  # fold X DIR ARGS...
 for stage in $STAGES; do
   case $stage in
     final-localiser) train final-localiser --target localiser --epochs 80 --max-minutes 6 && ship final-localiser localiser;;
-    final-cord1) train final-cord1 --target cord --architecture 1 --epochs 80 --max-minutes 10 && ship final-cord1 cord-basicseg1;;
+    final-cord1) train final-cord1 --target cord --architecture 1 --epochs 200 --max-minutes 20 && ship final-cord1 cord-basicseg1;;
     final-lesion3) train final-lesion3 --target lesion --architecture 3 --epochs 80 --max-minutes 12 && ship final-lesion3 lesion-basicseg3;;
     cv) for f in A B C; do
           fold $f cv-$f-localiser --target localiser --epochs 40 --max-minutes 3
-          fold $f cv-$f-cord1 --target cord --architecture 1 --epochs 60 --max-minutes 6
+          fold $f cv-$f-cord1 --target cord --architecture 1 --epochs 200 --max-minutes 12
         done;;
     cv-arch) for a in 2 3; do fold A cv-A-cord$a --target cord --architecture $a --epochs 60 --max-minutes 6; done;;
     cv-lesion) fold A cv-A-lesion3 --target lesion --architecture 3 --epochs 60 --max-minutes 7;;
