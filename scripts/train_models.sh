@@ -16,8 +16,11 @@ train() {  # train NAME_DIR ARGS...
   local dir=$1; shift
   python -m basicseg.train "$BIDS" "$RUNS/$dir" --nprocs "$NPROCS" --resume "$@"
 }
-ship() {   # ship RUN_DIR MODEL_NAME
-  cp "$RUNS/$1/$2.keras" "$RUNS/$1/$2.json" "$RUNS/$1/$2_curves.tsv" "$RUNS/$1/$2_curves.png" "$WEIGHTS/"
+ship() {   # ship RUN_DIR MODEL_NAME: the best epoch's weights without the optimizer state (3x smaller)
+  python -c "import sys, keras; from basicseg.models import custom_objects; \
+keras.models.load_model(sys.argv[1], custom_objects=custom_objects(), compile=False).save(sys.argv[2])" \
+    "$RUNS/$1/$2.keras" "$WEIGHTS/$2.keras"
+  cp "$RUNS/$1/$2.json" "$RUNS/$1/$2_curves.tsv" "$RUNS/$1/$2_curves.png" "$WEIGHTS/"
 }
 # Leave-site-out folds: each holds out one T2w and one T2*w site (errsm* stay together: one site).
 val_sites() {
