@@ -200,8 +200,9 @@ def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     group = out_dir / "group"
     assert group.is_dir(), sorted(p.name for p in out_dir.iterdir())
-    reports = list(group.glob("*.html"))
-    assert reports, f"no group report in {sorted(p.name for p in group.iterdir())}"
+    reports = list(out_dir.glob("group*.html")) + list(group.glob("*.html"))
+    assert reports, f"no group report in {sorted(p.name for p in out_dir.iterdir())}"
+    assert reports[0].stat().st_size > 1000
     assert list(group.glob("*.tsv")), "no group table"
     leftovers = [p.name for p in out_dir.iterdir() if p.name.startswith(".basicseg-tmp")]
     assert not leftovers, f"temporary folders left in the output: {leftovers}"

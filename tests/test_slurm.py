@@ -147,7 +147,8 @@ def test_array_then_group_on_the_demo(cluster, tmp_path, request):
 
     (group_row,) = [r for r in rows if r["level"] == "group"]
     assert (group_row["exit_code"], group_row["status"]) == ("0", "ok"), logs_text
-    assert list((out / "group").glob("*.html")), "no group report"
+    assert list(out.glob("group*.html")) + list((out / "group").glob("*.html")), "no group report"
+    assert list((out / "group").glob("*.tsv")), "no group table"
     assert (out / "dataset_description.json").is_file()
     # the per-task work dirs on scratch are gone
     job = ids["array_job_id"]
