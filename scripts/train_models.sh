@@ -8,7 +8,7 @@
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
-STAGES=${STAGES:-"final-localiser final-cord1 final-lesion3 cv cv-arch cv-lesion final-cord23"}
+STAGES=${STAGES:-"final-localiser final-cord1 final-lesion3 cv cv-lesion cv-arch final-cord23"}
 NPROCS=${NPROCS:-2}
 WEIGHTS=basicseg/weights
 
@@ -38,15 +38,15 @@ for stage in $STAGES; do
   case $stage in
     final-localiser) train final-localiser --target localiser --epochs 80 --max-minutes 6 && ship final-localiser localiser;;
     final-cord1) train final-cord1 --target cord --architecture 1 --epochs 200 --max-minutes 20 && ship final-cord1 cord-basicseg1;;
-    final-lesion3) train final-lesion3 --target lesion --architecture 3 --epochs 80 --max-minutes 12 && ship final-lesion3 lesion-basicseg3;;
+    final-lesion3) train final-lesion3 --target lesion --architecture 3 --epochs 200 --max-minutes 22 && ship final-lesion3 lesion-basicseg3;;
     cv) for f in A B C; do
           fold $f cv-$f-localiser --target localiser --epochs 40 --max-minutes 3
-          fold $f cv-$f-cord1 --target cord --architecture 1 --epochs 200 --max-minutes 12
+          fold $f cv-$f-cord1 --target cord --architecture 1 --epochs 60 --max-minutes 6
         done;;
     cv-arch) for a in 2 3; do fold A cv-A-cord$a --target cord --architecture $a --epochs 60 --max-minutes 6; done;;
-    cv-lesion) fold A cv-A-lesion3 --target lesion --architecture 3 --epochs 60 --max-minutes 7;;
+    cv-lesion) fold A cv-A-lesion3 --target lesion --architecture 3 --epochs 60 --max-minutes 8;;
     final-cord23) for a in 2 3; do
-          train final-cord$a --target cord --architecture $a --epochs 80 --max-minutes 8 && ship final-cord$a cord-basicseg$a
+          train final-cord$a --target cord --architecture $a --epochs 80 --max-minutes 6 && ship final-cord$a cord-basicseg$a
         done;;
     *) echo "unknown stage $stage" >&2; exit 64;;
   esac
