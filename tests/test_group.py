@@ -204,3 +204,37 @@ def test_sessions_and_missing_outcome_column(tmp_path):
     assert "ses-1" in set(dice["session_id"])
     reg = pd.read_csv(out / "group" / "regressions.tsv", sep="\t")
     assert reg.loc[reg["outcome"] == "NotAColumn", "skipped"].str.contains("not found").all()
+
+
+# --- statistics without R: numbers recorded from R 4.2.2, lme4 1.1.31, lmerTest 3.1.3 (tests/test_stats_r.py
+# recomputes them live wherever Rscript exists) -------------------------------------------------------------------
+
+def test_lmm_recorded_lmertest_numbers():
+    from test_stats_r import _dice_data
+
+    from basicseg.stats import fit_lmm
+
+    data = _dice_data("unbalanced", 2)
+    assert len(data) == 421
+    fit = fit_lmm(data, "dice ~ method", "participant").fixed
+    recorded = {"(Intercept)": (0.8961079386399, 0.01121402339943, 16.5215738098, 8.04845197702e-23),
+                "methoddeepseg": (-0.0283094340591, 0.00589482015452, 404.1998044633, 2.21177091023e-06),
+                "methodpropseg": (-0.1218938494179, 0.00661548013871, 407.6516516906, 1.36738321122e-55)}
+    for term, (est, se, df, p) in recorded.items():
+        row = fit.loc[term]
+        assert row["Estimate"] == pytest.approx(est, rel=1e-4)
+        assert row["SE"] == pytest.approx(se, rel=1e-4)
+        assert row["df"] == pytest.approx(df, rel=1e-2)
+        assert row["P"] == pytest.approx(p, abs=1e-3)
+
+
+def test_spearman_recorded_cor_test_numbers():
+    from basicseg.stats import spearman_test
+
+    s = spearman_test([1.2, 3.4, 2.2, 5.0, 4.1, 7.7, 6.0], [10, 12, 9, 15, 11, 20, 18])    # exact, n = 7
+    assert s["p"] == pytest.approx(0.00674603174603, abs=1e-9)
+    x = [3, 1, 4, 1.5, 5, 9, 2, 6, 5.3, 3.5, 8, 9.7, 11, 0.2, 7.5]
+    y = [2, 7, 1, 8, 2.8, 1.8, 2.5, 9, 4.5, 6.2, 0.5, 3.3, 5.1, 7.7, 4.4]
+    s = spearman_test(x, y)                                                                 # Edgeworth, n = 15
+    assert s["S"] == pytest.approx(750) and s["rho"] == pytest.approx(-0.339285714286)
+    assert s["p"] == pytest.approx(0.216039051, abs=1e-6)
