@@ -238,3 +238,16 @@ def test_spearman_recorded_cor_test_numbers():
     s = spearman_test(x, y)                                                                 # Edgeworth, n = 15
     assert s["S"] == pytest.approx(750) and s["rho"] == pytest.approx(-0.339285714286)
     assert s["p"] == pytest.approx(0.216039051, abs=1e-6)
+
+
+def test_cli_group(synthetic, tmp_path):
+    from basicseg.cli import main
+
+    bids, out, other = synthetic
+    assert main([str(bids), str(out), "group", "--compare", f"sct={other}", "--outcome", "LEMS_discharge",
+                 "--reference-method", "sct", "-q"]) == exits.OK
+    reg = pd.read_csv(out / "group" / "regressions.tsv", sep="\t")
+    assert list(reg["outcome"]) == ["LEMS_discharge"]
+    assert (out / "group_report.html").is_file()
+    assert main([str(bids), str(tmp_path / "nothing"), "group", "-q"]) == exits.NO_INPUT
+    assert main([str(bids), str(out), "group", "--participant-label", "42", "-q"]) == exits.NO_MATCH
