@@ -251,3 +251,12 @@ def test_cli_group(synthetic, tmp_path):
     assert (out / "group_report.html").is_file()
     assert main([str(bids), str(tmp_path / "nothing"), "group", "-q"]) == exits.NO_INPUT
     assert main([str(bids), str(out), "group", "--participant-label", "42", "-q"]) == exits.NO_MATCH
+
+
+def test_matplotlib_config_dir_when_home_unwritable(monkeypatch, tmp_path):
+    from basicseg import group
+
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "does-not-exist"))
+    group._pyplot(work_dir=tmp_path)
+    assert Path(__import__("os").environ["MPLCONFIGDIR"]).is_dir()
