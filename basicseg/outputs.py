@@ -112,6 +112,9 @@ def morphometrics_row(job: ImageJob, seg, models) -> dict:
     lesion = seg.lesion if seg.lesion is not None else np.zeros_like(seg.cord)
     metrics = compute_morphometrics(seg.cord, lesion, seg.volume.affine)
     flags = qc_flags(seg.cord, lesion, seg.cord_prob)
+    if seg.lesion is None:   # no lesion model ran: lesion metrics are unknown, not zero
+        metrics = {k: (float("nan") if "lesion" in k or "bridge" in k or "damage" in k else v)
+                   for k, v in metrics.items()}
     return {**identity(job), "status": "ok", **metrics,
             "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
             "qc_flags": ";".join(flags),
