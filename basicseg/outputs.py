@@ -35,12 +35,13 @@ LESION_PROB = "space-orig_label-lesion_probseg.nii.gz"
 MORPHOMETRICS = "morphometrics.tsv"
 PER_SLICE = "desc-perslice_morphometrics.tsv"
 
-BIDSIGNORE = """# basicseg outputs that the BIDS specification has no name for
-*_morphometrics.tsv
+# basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
+# slash: bids-validator-deno does not match "group/")
+BIDSIGNORE = """*_morphometrics.tsv
 *.html
-sub-*/figures/
-logs/
-group/
+sub-*/figures
+logs
+group
 """
 
 README = """# basicseg derivatives
@@ -78,6 +79,7 @@ def _create_once(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o644)
     try:
         os.link(tmp, path)        # atomic and exclusive: exactly one task wins
     except FileExistsError:
