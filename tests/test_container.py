@@ -179,18 +179,52 @@ def test_participant_read_only_foreign_uid(image, ids, out_dir, request):
         assert seg.shape == ref.shape[:3], rel
         assert abs(seg.affine - ref.affine).max() < 1e-4, rel
         assert seg.get_fdata().any(), f"empty cord mask for {rel}"
-    subjects = {p.name for p in DEMO.glob("sub-*") if p.is_dir()}
+    subjects = sorted({src.relative_to(DEMO).parts[0] for src in inputs})
     for sub in subjects:
         assert (out_dir / f"{sub}.html").is_file(), f"no report for {sub}"
+        assert list((out_dir / sub / "figures").glob("*.png")), f"no QC figures for {sub}"
+    _check_ownership_and_modes(out_dir, ids)
+
+
+def _check_ownership_and_modes(out_dir: Path, ids) -> None:
     # everything was written by the foreign UID: the container ran as that user
     owners = {p.stat().st_uid for p in out_dir.rglob("*")}
     assert owners == {ids[0]}, owners
+    # and is readable by the group and others (umask 022 in the container), as any file a
+    # colleague or the BIDS validator run by another account must read
+    private = [str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
+               if p.is_file() and (p.stat().st_mode & 0o044) != 0o044]
+    assert not private, f"files not readable by group/others: {private}"
+
+
+def test_participant_docker_read_only_with_work_dir(image, ids, tmp_path_factory, request):
+    """The CircleCI run: `docker run --read-only` (no tmpfs anywhere), a bind-mounted work dir."""
+    root = tmp_path_factory.mktemp("docker-like")
+    out, work = root / "out", root / "work"
+    for folder in (out, work):
+        folder.mkdir()
+        os.chown(folder, *ids)
+    src = _t2w_inputs()[0]
+    sub = src.relative_to(DEMO).parts[0]
+    t0 = time.monotonic()
+    proc = _podman(image, ids, ["/data", "/out", "participant", "--participant-label", sub,
+                                "--work-dir", "/work", "--nprocs", "2"], out_dir=out,
+                   extra=["--read-only-tmpfs=false", "-v", f"{work}:/work"])
+    _say(request, f"[container] participant {sub}, docker-style read-only {time.monotonic() - t0:.0f} s")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
+    rel = src.relative_to(DEMO)
+    stem = src.name.split(".nii")[0].removesuffix("_T2w")
+    assert (out / rel.parent / f"{stem}_space-orig_label-SC_mask.nii.gz").is_file()
+    assert (out / f"{sub}.html").is_file()
+    assert list((out / sub / "figures").glob("*.png")), "QC figures need a writable matplotlib cache"
+    _check_ownership_and_modes(out, ids)
 
 
 def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
     """docker run --read-only semantics: no writable /tmp, /var/tmp or HOME anywhere."""
     if not (out_dir / "dataset_description.json").is_file():
         pytest.skip("participant level did not run")
+    assert not (out_dir / "group").exists()
     t0 = time.monotonic()
     proc = _podman(image, ids, ["/data", "/out", "group", "--nprocs", "2"], out_dir=out_dir,
                    extra=["--read-only-tmpfs=false"])
@@ -204,5 +238,7 @@ def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
     assert reports, f"no group report in {sorted(p.name for p in out_dir.iterdir())}"
     assert reports[0].stat().st_size > 1000
     assert list(group.glob("*.tsv")), "no group table"
+    assert list((group / "figures").glob("*.png")), "group figures need a writable matplotlib cache"
     leftovers = [p.name for p in out_dir.iterdir() if p.name.startswith(".basicseg-tmp")]
     assert not leftovers, f"temporary folders left in the output: {leftovers}"
+    _check_ownership_and_modes(out_dir, ids)

@@ -150,6 +150,9 @@ def test_array_then_group_on_the_demo(cluster, tmp_path, request):
     assert list(out.glob("group*.html")) + list((out / "group").glob("*.html")), "no group report"
     assert list((out / "group").glob("*.tsv")), "no group table"
     assert (out / "dataset_description.json").is_file()
+    private = [str(p.relative_to(out)) for p in out.rglob("*")
+               if p.is_file() and (p.stat().st_mode & 0o044) != 0o044]
+    assert not private, f"outputs not readable by group/others: {private}"
     # the per-task work dirs on scratch are gone
     job = ids["array_job_id"]
     assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"basicseg_{job}_*"))
