@@ -53,6 +53,7 @@ import numpy as np                                          # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure                         # noqa: E402
 from matplotlib.lines import Line2D                          # noqa: E402
+from matplotlib.ticker import MaxNLocator                    # noqa: E402
 
 from . import __version__                                   # noqa: E402
 from .io import atomic_path, write_text                     # noqa: E402
@@ -178,12 +179,14 @@ def _save(fig: Figure, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=DPI, facecolor=fig.get_facecolor())
 
 
-def _legend(ax, with_lesion: bool, with_centreline: bool = False, **kwargs):
-    handles = [Line2D([], [], color=CORD_COLOUR, lw=1.5, label="cord")]
+def _legend(ax, with_cord: bool, with_lesion: bool, with_centreline: bool = False, **kwargs):
+    handles = [Line2D([], [], color=CORD_COLOUR, lw=1.5, label="cord")] if with_cord else []
     if with_lesion:
         handles.append(Line2D([], [], color=LESION_COLOUR, lw=1.5, label="lesion (simulated-lesion model)"))
     if with_centreline:
         handles.append(Line2D([], [], color=CENTRELINE_COLOUR, lw=1.2, ls="--", label="centreline"))
+    if not handles:
+        return
     ax.legend(handles=handles, fontsize=7, framealpha=0.6, facecolor="black", labelcolor="white",
               edgecolor="none", **kwargs)
 
@@ -232,7 +235,7 @@ def axial_mosaic(img: ImageReport, path: Path, centres: np.ndarray | None = None
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.axis("off")
-    _legend(ax, has_lesion, loc="lower left")
+    _legend(ax, bool(cord_m.any()), has_lesion, loc="lower left")
     _save(fig, path)
     return int(round(width_in * DPI)), int(round(height_in * DPI))
 
@@ -271,7 +274,8 @@ def sagittal_view(img: ImageReport, path: Path, centres: np.ndarray | None = Non
     vmin, vmax = _window(shown)
     ax.imshow(shown, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
     has_lesion = False
-    if img.cord is not None and img.cord.any():
+    has_cord = img.cord is not None and bool(img.cord.any())
+    if has_cord:
         ax.contour(view(img.cord[xr, :, ks]).astype(np.float32), levels=[0.5], colors=CORD_COLOUR, linewidths=0.8)
     if img.lesion is not None and img.lesion.any():
         les = view(img.lesion[xr, :, ks]).astype(np.float32)
@@ -285,10 +289,10 @@ def sagittal_view(img: ImageReport, path: Path, centres: np.ndarray | None = Non
     ax.axis("off")
     ax.text(1, 1, "A", color="white", fontsize=8, va="top", ha="left")
     ax.text(cols - 2, 1, "P", color="white", fontsize=8, va="top", ha="right")
-    _legend(ax, has_lesion, with_centreline=True, loc="lower left")
+    _legend(ax, has_cord, has_lesion, with_centreline=True, loc="lower left")
     # CSA profile, same vertical axis (slice index, superior up)
     px = fig.add_axes(((img_w + gap) / fig_w, bottom / fig_h, (plot_w - 0.1) / fig_w, img_h / fig_h))
-    if img.cord is not None:
+    if has_cord:
         table = csa_per_slice(img.cord, img.affine, lesion=img.lesion)
         px.plot(table["csa_mm2"], table["slice"], color="#0077aa", lw=1.2, label="CSA (mm²)")
         if img.lesion is not None and img.lesion.any():
@@ -296,7 +300,11 @@ def sagittal_view(img: ImageReport, path: Path, centres: np.ndarray | None = Non
             px.barh(table["slice"][les_rows], table["lesion_area_mm2"][les_rows], height=1.0,
                     color=LESION_COLOUR, alpha=0.5, label="lesion area (mm²)")
         px.legend(fontsize=7, loc="upper right")
+    else:
+        px.text(0.5, 0.5, "no cord found", transform=px.transAxes, ha="center", va="center", fontsize=9)
+        px.set_xticks([])
     px.set_ylim(-0.5, nz - 0.5)
+    px.yaxis.set_major_locator(MaxNLocator(integer=True))
     px.set_ylabel("axial slice", fontsize=8)
     px.set_xlabel("mm²", fontsize=8)
     px.tick_params(labelsize=7)
