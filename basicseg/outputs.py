@@ -111,12 +111,9 @@ def identity(job: ImageJob) -> dict:
 def morphometrics_row(job: ImageJob, seg, models) -> dict:
     from .morphometrics import compute_morphometrics, qc_flags
 
-    lesion = seg.lesion if seg.lesion is not None else np.zeros_like(seg.cord)
-    metrics = compute_morphometrics(seg.cord, lesion, seg.volume.affine)
-    flags = qc_flags(seg.cord, lesion, seg.cord_prob)
-    if seg.lesion is None:   # no lesion model ran: lesion metrics are unknown, not zero
-        metrics = {k: (float("nan") if "lesion" in k or "bridge" in k or "damage" in k else v)
-                   for k, v in metrics.items()}
+    # lesion=None (no lesion model ran) gives NaN lesion metrics: unknown, not zero
+    metrics = compute_morphometrics(seg.cord, seg.lesion, seg.volume.affine)
+    flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
     return {**identity(job), "status": "ok", **metrics,
             "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
             "qc_flags": ";".join(flags),
@@ -127,23 +124,12 @@ def morphometrics_row(job: ImageJob, seg, models) -> dict:
 def per_slice_table(seg) -> pd.DataFrame:
     from .morphometrics import csa_per_slice
 
-    lesion = seg.lesion if seg.lesion is not None else np.zeros_like(seg.cord)
-    table = csa_per_slice(seg.cord, seg.volume.affine) if lesion is None else _csa(seg, lesion)
+    table = csa_per_slice(seg.cord, seg.volume.affine, lesion=seg.lesion)
     table["centerline_i"] = np.round(seg.centres[:, 0], 2)
     table["centerline_j"] = np.round(seg.centres[:, 1], 2)
     if seg.confidence is not None:
         table["localiser_confidence"] = np.round(seg.confidence, 3)
     return table
-
-
-def _csa(seg, lesion):
-    from .morphometrics import csa_per_slice
-    import inspect
-
-    # csa_per_slice reports lesion area per slice when given the lesion
-    if "lesion" in inspect.signature(csa_per_slice).parameters:
-        return csa_per_slice(seg.cord, seg.volume.affine, lesion=lesion)
-    return csa_per_slice(seg.cord, seg.volume.affine)
 
 
 def mask_sidecar(job: ImageJob, model, kind: str, description: str) -> dict:
