@@ -12,26 +12,28 @@ sites() { case $1 in A) printf '%s\n' "spinalcordtoolbox/spinalcordtoolbox@2f897
 for f in A B C; do
   mapfile -t held < <(sites $f)
   python -m basicseg.evaluate "$BIDS" "$RUNS/cv-$f-eval" --target cord \
-    --cord-model "$RUNS/cv-$f-cord1/cord-basicseg1.keras" --localiser-model "$RUNS/cv-$f-localiser/localiser.keras" \
+    --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$RUNS/cv-$f-localiser/localiser.keras" \
     --sites "${held[@]}"
 done
-if [[ -f "$RUNS/cv-A-lesion3/lesion-basicseg3.keras" ]]; then
+for arch in 1 3; do   # fold A's lesion models, on SIMULATED lesions in fold A's held-out images
+  model="$RUNS/cv-A-lesion-basicseg$arch/lesion-basicseg$arch.keras"
+  [[ -f "$model" ]] || continue
   mapfile -t held < <(sites A)
-  python -m basicseg.evaluate "$BIDS" "$RUNS/cv-A-eval" --target lesion --lesions-per-image 3 \
-    --cord-model "$RUNS/cv-A-cord1/cord-basicseg1.keras" --localiser-model "$RUNS/cv-A-localiser/localiser.keras" \
-    --lesion-model "$RUNS/cv-A-lesion3/lesion-basicseg3.keras" --sites "${held[@]}"
-fi
+  python -m basicseg.evaluate "$BIDS" "$RUNS/cv-A-eval-lesion$arch" --target lesion --lesions-per-image 3 \
+    --cord-model "$RUNS/cv-A-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$RUNS/cv-A-localiser/localiser.keras" \
+    --lesion-model "$model" --sites "${held[@]}"
+done
 python - "$RUNS" <<'PY'
 import sys, pandas as pd, pathlib
 runs = pathlib.Path(sys.argv[1])
 tables = []
-for f in "ABC":
-    for target in ("cord", "lesion"):
-        p = runs / f"cv-{f}-eval" / f"eval_{target}_images.tsv"
-        if p.is_file():
-            t = pd.read_csv(p, sep="\t"); t.insert(0, "fold", f); t.insert(1, "target", target); tables.append(t)
+for p in sorted(runs.glob("cv-*-eval*/eval_*_images.tsv")):
+    t = pd.read_csv(p, sep="\t")
+    t.insert(0, "fold", p.parent.name.split("-")[1])
+    t.insert(1, "model", p.parent.name.split("eval")[-1].strip("-") or "cord1")
+    tables.append(t)
 table = pd.concat(tables)
 table.to_csv(runs / "cv-summary.tsv", sep="\t", index=False)
-print(table[["fold", "target", "image", "site", "suffix", "dice", "hd95_mm"]].round(3).to_string(index=False))
-print(table.groupby(["target", "suffix"])["dice"].median().round(3).to_string())
+print(table[["fold", "model", "image", "site", "suffix", "dice", "hd95_mm"]].round(3).to_string(index=False))
+print(table.groupby(["model", "suffix"])["dice"].median().round(3).to_string())
 PY
