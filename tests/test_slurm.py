@@ -93,7 +93,7 @@ def _wait(job_ids, timeout: float) -> dict[str, str]:
         last.update(states)
         if states and not any(s.split("/")[0] in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING")
                               for s in states.values()):
-            return last
+            return states
         time.sleep(3)
     subprocess.run(["scancel", *map(str, job_ids)])
     pytest.fail(f"jobs still queued or running after {timeout:.0f} s: {last}")
