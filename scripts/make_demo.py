@@ -93,7 +93,8 @@ def main() -> int:
         img_c, lab_c = img.slicer[window], lab.slicer[window]
         lab_c = nib.Nifti1Image((np.asanyarray(lab_c.dataobj) > 0.5).astype(np.uint8), lab_c.affine, lab_c.header)
         lab_c.set_data_dtype(np.uint8)
-        sim_img, lesion_img, params = simulate_lesion_nifti(img_c, lab_c, seed, length_mm=length)
+        # no swelling: the demo keeps the real manual cord mask, which a swollen cord would no longer match
+        sim_img, lesion_img, params = simulate_lesion_nifti(img_c, lab_c, seed, length_mm=length, swelling=0.0)
         data = np.asanyarray(sim_img.dataobj)
         out_img = nib.Nifti1Image(np.round(data).astype(np.int16), img_c.affine, img_c.header)
         out_img.set_data_dtype(np.int16)
