@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo_out}
 SYSTEM=0 bash scripts/setup.sh   # the demo needs neither R nor Chromium
-basicseg demo/ds-demo "$OUT" participant --work-dir "$OUT/../demo_work" --nprocs "${NPROCS:-2}"
+basicseg demo/ds-demo "$OUT" participant --work-dir "${OUT%/}_work" --nprocs "${NPROCS:-2}"
 basicseg demo/ds-demo "$OUT" group
 echo
 echo "Subject reports: $(ls "$OUT"/sub-*.html | tr '\n' ' ')"
