@@ -330,13 +330,15 @@ def train(args) -> dict:
         x, y = sampler.sample(args.steps * BATCH_SIZE)
         hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
         scores = validate(model, val_pairs, args.target) if val_pairs else {}
-        val = float(np.nanmean(list(scores.values()))) if scores else float(hist.history["dice_coefficient"][0])
-        row = {"epoch": epoch, "loss": float(hist.history["loss"][0]),
-               "train_dice": float(hist.history["dice_coefficient"][0]), "val_dice": val,
+        train_dice = float(hist.history["dice_coefficient"][0])
+        # with no held-out images (final models) the epoch is selected on the training Dice
+        val = float(np.nanmean(list(scores.values()))) if scores else float("nan")
+        score = val if scores else train_dice
+        row = {"epoch": epoch, "loss": float(hist.history["loss"][0]), "train_dice": train_dice, "val_dice": val,
                "seconds": round(time.time() - t0, 1), "slices_per_s": round(len(x) / (time.time() - t0), 1)}
         state["history"].append(row)
-        if val > state["best_dice"]:      # model selection: best validation epoch, not the last
-            state.update(best_dice=val, best_epoch=epoch, best_scores=scores)
+        if score > state["best_dice"]:    # model selection: best validation epoch, not the last
+            state.update(best_dice=score, best_epoch=epoch, best_scores=scores)
             model.save(best_path)
         model.save(last_path)
         state["epoch"], state["seconds"] = epoch, time.time() - start
@@ -366,7 +368,9 @@ def train(args) -> dict:
         "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "best_validation_dice": state["best_dice"],
+        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
+        "selection": "best validation Dice" if val_pairs else "best training Dice (no held-out images)",
+        "best_validation_dice": state["best_dice"] if val_pairs else None,
         "steps_per_epoch": args.steps, "batch_size": BATCH_SIZE, "learning_rate": args.learning_rate,
         "loss": "binary cross-entropy + soft Dice", "optimizer": "Adam", "seed": args.seed,
         "training_seconds": round(state["seconds"]), "device": device,
@@ -392,7 +396,8 @@ def plot_curves(history: pd.DataFrame, path: Path, title: str) -> None:
     ax[0].plot(history["epoch"], history["loss"])
     ax[0].set(xlabel="epoch", ylabel="training loss", title=title)
     ax[1].plot(history["epoch"], history["train_dice"], label="train (augmented)")
-    ax[1].plot(history["epoch"], history["val_dice"], label="validation")
+    if history["val_dice"].notna().any():
+        ax[1].plot(history["epoch"], history["val_dice"], label="validation (held-out sites)")
     ax[1].set(xlabel="epoch", ylabel="Dice", ylim=(0, 1))
     ax[1].legend()
     fig.tight_layout()
