@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .exits import (CANT_CREATE, INVALID_BIDS, NO_INPUT, OK, UNKNOWN_LEVEL, USAGE, BasicsegError)
 from .infer import DEFAULT_MODELS
+from .scratch import ensure_scratch
 
 log = logging.getLogger("basicseg")
 LEVELS = ("participant", "group")
@@ -152,20 +153,6 @@ def check_paths(config: Config) -> None:
             raise BasicsegError(f"cannot write to {folder}: {exc.strerror or exc}", CANT_CREATE) from exc
 
 
-def use_work_dir_for_temp(work_dir: Path | None) -> None:
-    """Under `docker run --read-only` without a tmpfs, /tmp is not writable: keep temporary files
-    (deno cache, matplotlib config) in the work dir instead."""
-    import tempfile
-
-    if work_dir is None or os.access(tempfile.gettempdir(), os.W_OK):
-        return
-    tmp = Path(work_dir) / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    os.environ["TMPDIR"] = str(tmp)
-    os.environ.setdefault("MPLCONFIGDIR", str(tmp / "mpl"))
-    tempfile.tempdir = str(tmp)
-
-
 def validate_bids(bids_dir: Path) -> None:
     from .validate import run_validator
     run_validator(bids_dir)
@@ -176,7 +163,7 @@ def main(argv=None) -> int:
     try:
         config, args = parse_config(argv)
         check_paths(config)
-        use_work_dir_for_temp(config.work_dir)
+        ensure_scratch(config.work_dir, config.output_dir)
         log_path = setup_logging(config.output_dir, args.verbose, args.quiet)
         log.info("basicseg %s: %s level on %s -> %s%s", __version__, config.analysis_level, config.bids_dir,
                  config.output_dir, f" (log: {log_path})" if log_path else "")

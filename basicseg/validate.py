@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,8 @@ VALIDATOR = "bids-validator-deno"
 
 def validator_report(dataset: Path, timeout: float = 600) -> dict:
     """The validator's JSON report (issues and summary)."""
-    exe = shutil.which(VALIDATOR)
+    # beside this interpreter first: a venv's basicseg called without activating the venv
+    exe = shutil.which(VALIDATOR, path=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     if exe is None:
         raise FileNotFoundError(f"{VALIDATOR} is not installed (pip install bids-validator-deno)")
     env = dict(os.environ)
