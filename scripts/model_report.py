@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Print the README's model tables (markdown) from the model cards and the cross-validation runs.
+
+    python scripts/model_report.py [RUNS_DIR]      (after scripts/train_models.sh and scripts/cross_validate.sh)
+"""
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "train_runs"
+
+
+def shipped() -> None:
+    print("| model | architecture | trained on | epochs (best) | training time | selection |")
+    print("|---|---|---|---|---|---|")
+    for card_path in sorted((REPO / "basicseg" / "weights").glob("*.json")):
+        c = json.loads(card_path.read_text())
+        images = len(c["training_images"])
+        print(f"| `{c['name']}` | {c['architecture'].split(' (')[0]} | {images} images, {len(c['training_sites'])} sites"
+              f"{' + SIMULATED lesions' if c.get('lesions') else ''} | {c['epochs_run']} ({c['best_epoch']}) | "
+              f"{c['training_seconds'] / 60:.0f} min, {c['device']} | {c.get('selection', 'best validation Dice')} |")
+
+
+def cross_validation() -> None:
+    rows = []
+    for path in sorted(RUNS.glob("cv-*-eval*/eval_*_images.tsv")):
+        t = pd.read_csv(path, sep="\t")
+        t["fold"] = path.parent.name.split("-")[1]
+        t["model"] = path.parent.name.split("eval-")[-1]          # cord1, cord2, lesion1 ...
+        rows.append(t)
+    if not rows:
+        return
+    t = pd.concat(rows)
+    cols = ["fold", "model", "site", "image", "suffix", "dice", "hd95_mm", "volume_error"]
+    extra = [c for c in ("lesion_f1",) if c in t]
+    print("\n| " + " | ".join(cols + extra) + " |\n|" + "---|" * len(cols + extra))
+    for _, r in t.iterrows():
+        print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols + extra) + " |")
+    print("\nmedian Dice by model and contrast:")
+    print(t.groupby(["model", "suffix"])["dice"].agg(["median", "count"]).round(3).to_string())
+
+
+def architectures(fold: str = "A") -> None:
+    print(f"\nfold {fold}, best validation Dice (held-out sites, centres from the reference) by training time:")
+    for arch in (1, 2, 3):
+        state = RUNS / f"cv-{fold}-cord-basicseg{arch}" / "state.json"
+        if not state.is_file():
+            continue
+        s = json.loads(state.read_text())
+        h = pd.DataFrame(s["history"])
+        h["minutes"] = h["seconds"].cumsum() / 60
+        print(f"BASICseg-{arch}: best {s['best_dice']:.3f} at epoch {s['best_epoch']} of {s['epoch']} "
+              f"({h['minutes'].iloc[-1]:.1f} min, {int(h['epoch'].iloc[-1]) * 800} training slices)")
+
+
+if __name__ == "__main__":
+    shipped()
+    cross_validation()
+    architectures()
