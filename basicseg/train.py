@@ -34,6 +34,7 @@ from .crop import crop_slices, normalise, uncrop_slices
 from .io import write_json, write_tsv
 from .labels import find_reference
 from .load import AxialVolume, load_axial, load_mask
+from .metrics import dice
 
 log = logging.getLogger("basicseg.train")
 
@@ -226,11 +227,6 @@ def _random_patch(rng, x, y, p):
 
 
 # --- validation: whole images, by subject -----------------------------------------------------------------
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return float(2 * np.logical_and(a, b).sum() / total) if total else float("nan")
-
 
 def predict_volume(keras_model, data, zooms, centres, slices) -> np.ndarray:
     boxes = normalise(crop_slices(data, zooms, centres, slices))[..., None]
