@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from .crop import normalise
 from .exits import DATA_ERR, NO_INPUT, BasicsegError
 from .load import AxialVolume, load_mask
 
@@ -51,12 +52,6 @@ def resample_slices(data: np.ndarray, zooms, mm: float = LOCALISER_MM, order: in
     return out, (gi, gj)
 
 
-def normalise_slices(slices: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    lo = np.percentile(slices, low, axis=(1, 2), keepdims=True)
-    hi = np.percentile(slices, high, axis=(1, 2), keepdims=True)
-    return np.clip((slices - lo) / np.maximum(hi - lo, 1e-6), 0, 1).astype(np.float32)
-
-
 def localiser_slices(n_slices: int, slice_mm: float, step_mm: float = LOCALISER_STEP_MM) -> np.ndarray:
     """Indices of the slices the localiser looks at (all of them for thick slices; every ~3 mm for 3D)."""
     step = max(1, int(round(step_mm / slice_mm)))
@@ -67,7 +62,7 @@ def localiser_slices(n_slices: int, slice_mm: float, step_mm: float = LOCALISER_
 def localiser_inputs(volume: AxialVolume) -> tuple[np.ndarray, tuple, np.ndarray]:
     ks = localiser_slices(volume.n_slices, volume.zooms[2])
     slices, grid = resample_slices(volume.data[:, :, ks], volume.zooms)
-    return normalise_slices(slices)[..., None], grid, ks
+    return normalise(slices)[..., None], grid, ks
 
 
 # --- from probability maps to a path --------------------------------------------------------------------

@@ -22,6 +22,14 @@ DEFAULT_MODELS = {"cord": "cord-basicseg1", "lesion": "lesion-basicseg1", "local
 BATCH_SIZE = 64
 
 
+def predict_batches(forward, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    """Probabilities (n, h, w) from a network ``forward`` on (n, h, w, 1), in fixed-size chunks."""
+    if len(x) == 0:
+        return np.zeros(x.shape[:3], np.float32)
+    out = [np.asarray(forward(x[i:i + batch_size], training=False))[..., 0] for i in range(0, len(x), batch_size)]
+    return np.concatenate(out).astype(np.float32)
+
+
 def configure_tensorflow(nprocs: int | None = None) -> str:
     """Bound TensorFlow's threads by --nprocs (or SLURM_CPUS_PER_TASK) and report the device."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -93,12 +101,8 @@ class Model:
         self.name = self.card.get("name", self.path.stem)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch (n, h, w, 1) -> (n, h, w), in fixed-size chunks."""
-        if len(x) == 0:
-            return np.zeros(x.shape[:3], np.float32)
-        out = [np.asarray(self._forward(x[i:i + BATCH_SIZE], training=False))[..., 0]
-               for i in range(0, len(x), BATCH_SIZE)]
-        return np.concatenate(out).astype(np.float32)
+        """Probabilities for a batch (n, h, w, 1) -> (n, h, w)."""
+        return predict_batches(self._forward, x)
 
     def provenance(self) -> dict:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,

@@ -29,8 +29,9 @@ import pandas as pd
 
 from . import __version__
 from . import augment
-from .centerline import centres_from_mask, localiser_grid, normalise_slices, resample_slices, smooth_path
+from .centerline import centres_from_mask, resample_slices, smooth_path
 from .crop import crop_slices, normalise, uncrop_slices
+from .infer import predict_batches
 from .io import write_json, write_tsv
 from .labels import find_reference
 from .load import AxialVolume, load_axial, load_mask
@@ -196,7 +197,7 @@ class LocaliserSampler(BoxSampler):
             for img, mask in e.variants:
                 x, _ = resample_slices(img, e.volume.zooms)
                 y, _ = resample_slices(mask.astype(np.float32), e.volume.zooms)
-                pairs.append((normalise_slices(x), y > 0.5))
+                pairs.append((normalise(x), y > 0.5))
             self.slices.append(pairs)
 
     def sample(self, n):
@@ -230,8 +231,7 @@ def _random_patch(rng, x, y, p):
 
 def predict_volume(keras_model, data, zooms, centres, slices) -> np.ndarray:
     boxes = normalise(crop_slices(data, zooms, centres, slices))[..., None]
-    prob = np.concatenate([np.asarray(keras_model(boxes[i:i + 64], training=False))[..., 0]
-                           for i in range(0, len(boxes), 64)])
+    prob = predict_batches(keras_model, boxes)
     return uncrop_slices(prob, data.shape, zooms, centres, slices)
 
 
@@ -255,7 +255,7 @@ def validate(keras_model, val_pairs, target) -> dict[str, float]:
     for name, e, img, mask in val_pairs:
         if target == "localiser":
             x, grid = resample_slices(img, e.volume.zooms)
-            prob = np.asarray(keras_model(normalise_slices(x)[..., None], training=False))[..., 0]
+            prob = predict_batches(keras_model, normalise(x)[..., None])
             y, _ = resample_slices(mask.astype(np.float32), e.volume.zooms)
             scores[name] = dice(prob > 0.5, y > 0.5)
             continue
