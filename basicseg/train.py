@@ -229,9 +229,14 @@ def _random_patch(rng, x, y, p):
 
 # --- validation: whole images, by subject -----------------------------------------------------------------
 
+def traced(keras_model):
+    """The model's compiled predict step as a ``forward(x, training=False)`` (eager calls are ~30 % slower)."""
+    return lambda x, training=False: keras_model.predict_on_batch(x)
+
+
 def predict_volume(keras_model, data, zooms, centres, slices) -> np.ndarray:
     boxes = normalise(crop_slices(data, zooms, centres, slices))[..., None]
-    prob = predict_batches(keras_model, boxes)
+    prob = predict_batches(traced(keras_model), boxes)
     return uncrop_slices(prob, data.shape, zooms, centres, slices)
 
 
@@ -255,7 +260,7 @@ def validate(keras_model, val_pairs, target) -> dict[str, float]:
     for name, e, img, mask in val_pairs:
         if target == "localiser":
             x, grid = resample_slices(img, e.volume.zooms)
-            prob = predict_batches(keras_model, normalise(x)[..., None])
+            prob = predict_batches(traced(keras_model), normalise(x)[..., None])
             y, _ = resample_slices(mask.astype(np.float32), e.volume.zooms)
             scores[name] = dice(prob > 0.5, y > 0.5)
             continue
@@ -330,7 +335,7 @@ def train(args) -> dict:
         # with no held-out images (final models) the epoch is selected on the training Dice
         val = float(np.nanmean(list(scores.values()))) if scores else float("nan")
         score = val if scores else train_dice
-        row = {"epoch": epoch, "loss": float(hist.history["loss"][0]), "train_dice": train_dice, "val_dice": val,
+        row = {"epoch": epoch, "samples": len(x), "loss": float(hist.history["loss"][0]), "train_dice": train_dice, "val_dice": val,
                "seconds": round(time.time() - t0, 1), "slices_per_s": round(len(x) / (time.time() - t0), 1)}
         state["history"].append(row)
         if score > state["best_dice"]:    # model selection: best validation epoch, not the last

@@ -2,6 +2,7 @@
 # Leave-site-out evaluation of the fold models made by scripts/train_models.sh: each fold's localiser and
 # cord models segment the held-out sites' images through the full pipeline (basicseg-eval); fold A's
 # lesion models are scored on SIMULATED lesions inserted into fold A's held-out images.
+# An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
@@ -15,14 +16,14 @@ for f in A B C; do
   for arch in 1 2 3; do
     model="$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch.keras"
     out="$RUNS/cv-$f-eval-cord$arch"
-    [[ -f "$model" && ! -f "$out/eval_cord_images.tsv" ]] || continue
+    [[ -f "$model" && ! "$out/eval_cord_images.tsv" -nt "$model" ]] || continue
     python -m basicseg.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
       --sites "${held[@]}"
   done
   for arch in 1 3; do
     model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch.keras"
     out="$RUNS/cv-$f-eval-lesion$arch"
-    [[ -f "$model" && ! -f "$out/eval_lesion_images.tsv" ]] || continue
+    [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
     python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \
       --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
       --lesion-model "$model" --sites "${held[@]}"

@@ -10,6 +10,7 @@ set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
 NPROCS=${NPROCS:-2}
+STEPS=${STEPS:-25}          # batches of 32 per epoch; validation runs after each epoch
 WEIGHTS=basicseg/weights
 PLAN=${PLAN:-"
 final localiser 1 6
@@ -45,7 +46,7 @@ keras.models.load_model(sys.argv[1], custom_objects=custom_objects(), compile=Fa
 while read -r kind target arch minutes; do
   [[ -z "$kind" ]] && continue
   model=$(name "$target" "$arch")
-  args=(--target "$target" --architecture "$arch" --epochs 500 --max-minutes "$minutes" --nprocs "$NPROCS" --resume)
+  args=(--target "$target" --architecture "$arch" --epochs 500 --max-minutes "$minutes" --nprocs "$NPROCS" --steps "$STEPS" --resume)
   if [[ $kind == final ]]; then
     python -m basicseg.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
     ship "$RUNS/final-$model" "$model"
