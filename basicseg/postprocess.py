@@ -5,6 +5,8 @@ import numpy as np
 from scipy import ndimage
 
 LESION_CORD_MARGIN_MM = 1.0   # a lesion may touch the cord edge: keep it inside the cord dilated by this
+LESION_MIN_VOLUME_MM3 = 4.0   # smaller components are noise: below the smallest contusion that can be outlined
+                              # (4 voxels at 1 mm; the simulator's smallest spindle is ~10 mm3)
 
 
 def cord_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -21,8 +23,9 @@ def cord_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def lesion_mask(prob: np.ndarray, cord: np.ndarray, zooms, threshold: float = 0.5,
-                margin_mm: float = LESION_CORD_MARGIN_MM) -> np.ndarray:
-    """Threshold, then keep only what lies inside the slightly dilated cord (intramedullary lesions)."""
+                margin_mm: float = LESION_CORD_MARGIN_MM, min_volume_mm3: float = LESION_MIN_VOLUME_MM3) -> np.ndarray:
+    """Threshold, keep only what lies inside the slightly dilated cord (intramedullary lesions), then drop
+    3D components smaller than ``min_volume_mm3``."""
     mask = prob >= threshold
     if not mask.any():
         return mask
@@ -31,4 +34,10 @@ def lesion_mask(prob: np.ndarray, cord: np.ndarray, zooms, threshold: float = 0.
     ii, jj = np.meshgrid(np.arange(-radius[0], radius[0] + 1), np.arange(-radius[1], radius[1] + 1), indexing="ij")
     structure[..., 0] = (ii * zooms[0]) ** 2 + (jj * zooms[1]) ** 2 <= margin_mm ** 2 + 1e-6
     allowed = ndimage.binary_dilation(cord, structure=structure) if structure.sum() > 1 else cord
-    return mask & allowed
+    mask &= allowed
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    if n:
+        voxel_mm3 = float(np.prod(zooms[:3]))
+        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1)) * voxel_mm3
+        mask = np.isin(labels, 1 + np.nonzero(sizes >= min_volume_mm3)[0])
+    return mask

@@ -1,0 +1,36 @@
+"""Postprocess: thresholds, the single cord component, and the lesion rules, on real voxel geometries."""
+import numpy as np
+import pytest
+
+from basicseg.postprocess import LESION_MIN_VOLUME_MM3, cord_mask, lesion_mask
+
+
+def tube(shape, centre, radius_vox):
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    disc = (ii - centre[0]) ** 2 + (jj - centre[1]) ** 2 <= radius_vox ** 2
+    return np.repeat(disc[..., None], shape[2], axis=2)
+
+
+def test_cord_keeps_largest_component_and_fills_holes():
+    prob = tube((40, 40, 20), (20, 20), 6).astype(np.float32)
+    prob[20, 20, 5] = 0.1                       # a dark hole (haemorrhage) inside the cord
+    prob[2:4, 2:4, 2:4] = 0.9                   # a bright blob away from the cord
+    mask = cord_mask(prob)
+    assert mask[20, 20, 5] and not mask[2:4, 2:4, 2:4].any()
+    assert mask.sum() == tube((40, 40, 20), (20, 20), 6).sum()
+
+
+@pytest.mark.parametrize("zooms", [(1.0, 1.0, 1.0), (0.5, 0.5, 3.0)])
+def test_lesion_inside_cord_and_above_minimum_volume(zooms):
+    shape = (60, 60, 12)
+    cord = tube(shape, (30, 30), 4 / zooms[0])                 # 4 mm radius cord
+    prob = np.zeros(shape, np.float32)
+    big = tube(shape, (30, 30), 2 / zooms[0])
+    big[..., :3] = big[..., 9:] = False                       # a 6-slice lesion in the cord
+    prob[big] = 0.9
+    prob[5:8, 5:8, 5] = 0.9                                   # outside the cord: dropped
+    ii, jj = 30, int(30 + 3.5 / zooms[0])                     # one voxel in the cord, < min volume
+    prob[ii, jj, 0] = 0.9
+    mask = lesion_mask(prob, cord, zooms)
+    assert np.prod(zooms) < LESION_MIN_VOLUME_MM3
+    np.testing.assert_array_equal(mask, big)
