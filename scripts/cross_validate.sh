@@ -7,11 +7,9 @@
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
-sites() { case $1 in A) printf '%s\n' "spinalcordtoolbox/spinalcordtoolbox@2f89740" "Philips";;
-                     B) printf '%s\n' "unf (spine-generic; IUGM)" "UCL";;
-                     C) printf '%s\n' "ivadomed/ivadomed@3ef3730" "NWU";; esac; }
+source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
-  mapfile -t held < <(sites "$f")
+  mapfile -t held < <(held_out_sites "$f")
   loc="$RUNS/cv-$f-localiser/localiser.keras"
   for arch in 1 2 3; do
     model="$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch.keras"

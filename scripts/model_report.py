@@ -52,8 +52,9 @@ def architectures(fold: str = "A") -> None:
         s = json.loads(state.read_text())
         h = pd.DataFrame(s["history"])
         h["minutes"] = h["seconds"].cumsum() / 60
+        samples = int(h.get("samples", pd.Series(index=h.index, dtype=float)).fillna(25 * 32).sum())  # 25 x 32 before it was logged
         print(f"BASICseg-{arch}: best {s['best_dice']:.3f} at epoch {s['best_epoch']} of {s['epoch']} "
-              f"({h['minutes'].iloc[-1]:.1f} min, {int(h['epoch'].iloc[-1]) * 800} training slices)")
+              f"({h['minutes'].iloc[-1]:.1f} min, {samples} training slices)")
 
 
 if __name__ == "__main__":

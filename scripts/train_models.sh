@@ -31,10 +31,7 @@ final lesion 3 20
 fold-A lesion 3 6
 "}
 
-# Leave-site-out folds: each holds out one T2w and one T2*w site (errsm* stay together: one site).
-val_sites() { case $1 in A) printf '%s\n' "spinalcordtoolbox/spinalcordtoolbox@2f89740" "Philips";;
-                         B) printf '%s\n' "unf (spine-generic; IUGM)" "UCL";;
-                         C) printf '%s\n' "ivadomed/ivadomed@3ef3730" "NWU";; esac; }
+source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 name() { [[ $1 == localiser ]] && echo localiser || echo "$1-basicseg$2"; }
 ship() {   # the best epoch's weights without the optimizer state (3x smaller), card and curves
   python -c "import sys, keras; from basicseg.models import custom_objects; \
@@ -52,7 +49,7 @@ while read -r kind target arch minutes; do
     ship "$RUNS/final-$model" "$model"
   else
     fold=${kind#fold-}
-    mapfile -t held < <(val_sites "$fold")
+    mapfile -t held < <(held_out_sites "$fold")
     python -m basicseg.train "$BIDS" "$RUNS/cv-$fold-$model" "${args[@]}" --val-sites "${held[@]}"
   fi
 done <<< "$PLAN"
