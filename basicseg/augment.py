@@ -14,6 +14,9 @@ from scipy import ndimage
 ROTATION_DEG = 20.0         # in-plane rotation, uniform +-
 SCALE_RANGE = (0.8, 1.25)   # isotropic scaling of the cord in the box
 ANISO_SCALE = 0.1           # extra per-axis scaling +- (affine warp)
+OBLIQUE_PROB = 0.5          # share of boxes cut as if the slice were tilted against the cord
+OBLIQUE_MAX_DEG = 45.0      # tilt: axial slices of a lordotic neck or a curved 3D volume cross the cord obliquely,
+                            # stretching its section by 1 / cos(tilt) along the tilt direction
 SHIFT_MM = 2.0              # centre jitter (sd, mm): the centreline is never exact at inference
 SHIFT_MAX_MM = 5.0
 # intensity ranges
@@ -27,7 +30,7 @@ THICK_SLICES_MM = (2, 7)    # thick axial slices simulated from 1 mm volumes
 
 
 def random_transforms(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 2, 2) in-plane matrices: rotation x anisotropic scaling x optional left-right flip."""
+    """(n, 2, 2) in-plane matrices: rotation x anisotropic scaling x optional left-right flip x obliquity."""
     theta = np.deg2rad(rng.uniform(-ROTATION_DEG, ROTATION_DEG, n))
     scale = rng.uniform(*SCALE_RANGE, n)
     sx = scale * rng.uniform(1 - ANISO_SCALE, 1 + ANISO_SCALE, n)
@@ -39,7 +42,16 @@ def random_transforms(rng: np.random.Generator, n: int) -> np.ndarray:
     diag = np.zeros((n, 2, 2))
     diag[:, 0, 0] = flip / sx
     diag[:, 1, 1] = 1.0 / sy
-    return rot @ diag
+    return rot @ diag @ oblique_stretch(rng, n)
+
+
+def oblique_stretch(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 2, 2): shrink the sampling offsets by cos(tilt) along a random direction u, so the cord's section
+    looks 1 / cos(tilt) longer along u, as on a slice tilted by ``tilt`` against the cord axis."""
+    tilt = np.where(rng.random(n) < OBLIQUE_PROB, np.deg2rad(rng.uniform(0.0, OBLIQUE_MAX_DEG, n)), 0.0)
+    phi = rng.uniform(0.0, np.pi, n)
+    u = np.stack([np.cos(phi), np.sin(phi)], -1)
+    return np.eye(2) + (np.cos(tilt) - 1.0)[:, None, None] * u[:, :, None] * u[:, None, :]
 
 
 def random_shifts(rng: np.random.Generator, n: int, zooms) -> np.ndarray:

@@ -366,7 +366,7 @@ def train(args) -> dict:
         "validation_sites": sorted({e.site for e in val_ex}),
         "validation_dice_per_image": state.get("best_scores", {}),
         "lesions": "SIMULATED contusion-like lesions (basicseg.simulate); no real lesion labels" if args.target == "lesion" else None,
-        "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "SHIFT_MM",
+        "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},
         "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
