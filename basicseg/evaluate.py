@@ -22,7 +22,7 @@ from .infer import DEFAULT_MODELS, configure_tensorflow
 from .io import write_tsv
 from .load import AxialVolume
 from .metrics import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
-from .participant import Models, segment
+from .participant import RECENTRE_PASSES, Models, segment
 from .train import load_examples
 
 log = logging.getLogger("basicseg")
@@ -64,7 +64,7 @@ def evaluate(args) -> pd.DataFrame:
                                   e.volume.ornt)
                 cases.append((f"{e.name}_sim-{r + 1}", vol, lesion))
         for name, vol, ref in cases:
-            seg = segment(vol, models, "auto")
+            seg = segment(vol, models, "auto", recentre_passes=args.recentre_passes)
             pred = seg.cord if args.target == "cord" else seg.lesion
             row, per_slice = score(name, e, pred, ref, args.target, vol.zooms)
             rows.append(row)
@@ -97,6 +97,8 @@ def parser():
     p.add_argument("--subjects", nargs="+")
     p.add_argument("--sites", nargs="+", help="evaluate only these sites (e.g. the held-out ones)")
     p.add_argument("--lesions-per-image", type=int, default=2)
+    p.add_argument("--recentre-passes", type=int, default=RECENTRE_PASSES,
+                   help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--nprocs", type=int)
     return p

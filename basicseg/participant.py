@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .centerline import (centreline_from_file, centreline_from_probabilities, centreline_sct, localiser_inputs)
+from .centerline import (centres_from_mask, centreline_from_file, centreline_from_probabilities, centreline_sct,
+                         localiser_inputs, smooth_path)
 from .crop import crop_slices, normalise, uncrop_slices
 from .discovery import ImageJob
 from .exits import DATA_ERR, FAILURE, OK, BasicsegError
@@ -24,6 +25,10 @@ from .load import AxialVolume, axial_problem, load_axial, load_image
 from .postprocess import cord_mask, lesion_mask
 
 log = logging.getLogger("basicseg")
+
+RECENTRE_PASSES = 1      # boxes recentred on the cord found by the previous pass (the localiser works at 1 mm
+                         # and sits mm off where the cord lies against the canal wall; training boxes are cord-centred)
+RECENTRE_SMOOTH_MM = 2.0  # smoothing of the recentred path along inferior-superior (sigma, mm)
 
 
 @dataclass
@@ -69,30 +74,44 @@ def find_centreline(volume: AxialVolume, models: Models, mode: str, job: ImageJo
     return centreline_from_file(path, volume), None
 
 
-def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: ImageJob | None = None) -> Segmentation:
+def predict_on_path(model: Model, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
+    """crop -> infer -> back-project: one network's probability map on the native grid (timings added to t)."""
+    t0 = time.perf_counter()
+    boxes = normalise(crop_slices(volume.data, volume.zooms, centres))[..., None]
+    t1 = time.perf_counter()
+    prob_boxes = model.predict(boxes)
+    t2 = time.perf_counter()
+    prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
+    for step, seconds in (("crop", t1 - t0), ("inference", t2 - t1), ("backprojection", time.perf_counter() - t2)):
+        t[step] = t.get(step, 0.0) + seconds
+    return prob
+
+
+def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float) -> np.ndarray:
+    """The path through the found cord's centroids; slices without cord keep their previous centre."""
+    found = centres_from_mask(cord_mask(cord_prob, threshold))
+    if not np.isfinite(found).any():
+        return centres
+    merged = np.where(np.isfinite(found), found, centres)
+    return smooth_path(merged, zooms, smooth_mm=RECENTRE_SMOOTH_MM)
+
+
+def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: ImageJob | None = None,
+            recentre_passes: int = RECENTRE_PASSES) -> Segmentation:
     t = {}
     t0 = time.perf_counter()
     centres, confidence = find_centreline(volume, models, centreline, job)
     t["centreline"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    boxes = normalise(crop_slices(volume.data, volume.zooms, centres))[..., None]
-    t["crop"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    cord_boxes = models.cord.predict(boxes)
-    lesion_boxes = models.lesion.predict(boxes) if models.lesion else None
-    t["inference"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    shape, zooms = volume.data.shape, volume.zooms
-    cord_prob = uncrop_slices(cord_boxes, shape, zooms, centres)
-    lesion_prob = uncrop_slices(lesion_boxes, shape, zooms, centres) if lesion_boxes is not None else None
-    t["backprojection"] = time.perf_counter() - t0
+    cord_prob = predict_on_path(models.cord, volume, centres, t)
+    for _ in range(recentre_passes):
+        centres = recentre(cord_prob, centres, volume.zooms, models.cord.threshold)
+        cord_prob = predict_on_path(models.cord, volume, centres, t)
+    lesion_prob = predict_on_path(models.lesion, volume, centres, t) if models.lesion else None
 
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, zooms, models.lesion.threshold) if lesion_prob is not None else None
+    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold) if lesion_prob is not None else None
     if lesion is not None:
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0

@@ -34,3 +34,18 @@ def test_lesion_inside_cord_and_above_minimum_volume(zooms):
     mask = lesion_mask(prob, cord, zooms)
     assert np.prod(zooms) < LESION_MIN_VOLUME_MM3
     np.testing.assert_array_equal(mask, big)
+
+
+def test_recentre_moves_boxes_onto_the_found_cord():
+    """A path 3 mm posterior of the cord (the localiser against a canal wall) is moved onto the cord;
+    slices where no cord was found keep their centre."""
+    from basicseg.participant import recentre
+
+    zooms = (0.5, 0.5, 3.0)
+    prob = tube((60, 60, 10), (30, 34), 8).astype(np.float32)
+    prob[..., 0] = 0.0                                            # no cord found on the first slice
+    centres = np.tile([30.0, 28.0], (10, 1))                      # 6 voxels = 3 mm posterior
+    path = recentre(prob, centres, zooms, threshold=0.5)
+    np.testing.assert_allclose(path[2:], np.tile([30.0, 34.0], (8, 1)), atol=0.05)
+    assert 28.0 <= path[0, 1] <= 34.0
+    np.testing.assert_array_equal(recentre(np.zeros_like(prob), centres, zooms, 0.5), centres)
