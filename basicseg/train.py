@@ -324,10 +324,13 @@ def train(args) -> dict:
     else:
         model = build(args.target, args.architecture, args.learning_rate)
 
-    start = time.time() - state["seconds"]
+    start, first_epoch = time.time() - state["seconds"], state["epoch"] + 1
     while state["epoch"] < args.epochs and (time.time() - start) < args.max_minutes * 60:
         epoch = state["epoch"] + 1
         t0 = time.time()
+        if args.target == "lesion" and epoch > first_epoch:
+            for e in train_ex:      # fresh lesions every epoch (~0.1 s each): a fixed set would be memorised
+                prepare_variants(e, "lesion", rng)
         x, y = sampler.sample(args.steps * BATCH_SIZE)
         hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
         scores = validate(model, val_pairs, args.target) if val_pairs else {}
@@ -365,7 +368,8 @@ def train(args) -> dict:
         "training_sites": sorted({e.site for e in train_ex}),
         "validation_sites": sorted({e.site for e in val_ex}),
         "validation_dice_per_image": state.get("best_scores", {}),
-        "lesions": "SIMULATED contusion-like lesions (basicseg.simulate); no real lesion labels" if args.target == "lesion" else None,
+        "lesions": "SIMULATED contusion-like lesions (basicseg.simulate), "
+                   f"{LESIONS_PER_IMAGE} per training image, redrawn every epoch; no real lesion labels" if args.target == "lesion" else None,
         "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},

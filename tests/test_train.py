@@ -31,10 +31,10 @@ def test_short_training_writes_loadable_model_and_card(tmp_path, spine_public, t
     assert card["command"].startswith("basicseg-train") and card["seed"] == 3
     assert (out / f"{name}_curves.tsv").is_file() and (out / f"{name}_curves.png").stat().st_size > 1000
     if target == "lesion":
-        assert "SIMULATED" in card["lesions"]
+        assert "SIMULATED" in card["lesions"] and "redrawn every epoch" in card["lesions"]
     model = Model(out / f"{name}.keras")
     prob = model.predict(np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32))
     assert prob.shape == (2, 128, 128) and 0 <= prob.min() and prob.max() <= 1
-    # resume: a second call continues at epoch 2 from the saved state
-    assert main(args[:7] + ["2"] + args[8:] + ["--resume"]) == 0
-    assert json.loads((out / "state.json").read_text())["epoch"] == 2
+    # resume: a second call continues at epoch 2 from the saved state (and, for lesions, redraws them at epoch 3)
+    assert main(args[:7] + ["3"] + args[8:] + ["--resume"]) == 0
+    assert json.loads((out / "state.json").read_text())["epoch"] == 3
