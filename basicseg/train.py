@@ -335,21 +335,26 @@ def train(args) -> dict:
         hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
         scores = validate(model, val_pairs, args.target) if val_pairs else {}
         train_dice = float(hist.history["dice_coefficient"][0])
-        # with no held-out images (final models) the epoch is selected on the training Dice
         val = float(np.nanmean(list(scores.values()))) if scores else float("nan")
-        score = val if scores else train_dice
         row = {"epoch": epoch, "samples": len(x), "loss": float(hist.history["loss"][0]), "train_dice": train_dice, "val_dice": val,
                "seconds": round(time.time() - t0, 1), "slices_per_s": round(len(x) / (time.time() - t0), 1)}
         state["history"].append(row)
-        if score > state["best_dice"]:    # model selection: best validation epoch, not the last
-            state.update(best_dice=score, best_epoch=epoch, best_scores=scores)
+        if val_pairs and val > state["best_dice"]:    # model selection: best validation epoch, not the last
+            state.update(best_dice=val, best_epoch=epoch, best_scores=scores)
             model.save(best_path)
         model.save(last_path)
         state["epoch"], state["seconds"] = epoch, time.time() - start
         write_json(state_path, state)
         print(f"[{name}] epoch {epoch:3d}/{args.epochs} loss {row['loss']:.4f} train Dice {row['train_dice']:.3f} "
-              f"val Dice {val:.3f} (best {state['best_dice']:.3f} @ {state['best_epoch']}) "
-              f"{row['seconds']:.0f}s {row['slices_per_s']:.0f} slices/s", flush=True)
+              + (f"val Dice {val:.3f} (best {state['best_dice']:.3f} @ {state['best_epoch']}) " if val_pairs else "")
+              + f"{row['seconds']:.0f}s {row['slices_per_s']:.0f} slices/s", flush=True)
+
+    if not val_pairs and state["epoch"] and state["best_epoch"] != state["epoch"]:
+        # final models: no held-out images, and the training Dice under augmentation is no selection signal,
+        # so the last epoch is the model (the cross-validation folds' curves were still rising when stopped)
+        model.save(best_path)
+        state["best_epoch"] = state["epoch"]
+        write_json(state_path, state)
 
     history = pd.DataFrame(state["history"])
     write_tsv(out / f"{name}_curves.tsv", history)
@@ -374,7 +379,7 @@ def train(args) -> dict:
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},
         "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
-        "selection": "best validation Dice" if val_pairs else "best training Dice (no held-out images)",
+        "selection": "best validation Dice" if val_pairs else "last epoch (no held-out images)",
         "best_validation_dice": state["best_dice"] if val_pairs else None,
         "steps_per_epoch": args.steps, "batch_size": BATCH_SIZE, "learning_rate": args.learning_rate,
         "loss": "binary cross-entropy + soft Dice", "optimizer": "Adam", "seed": args.seed,

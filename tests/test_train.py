@@ -38,3 +38,13 @@ def test_short_training_writes_loadable_model_and_card(tmp_path, spine_public, t
     # resume: a second call continues at epoch 2 from the saved state (and, for lesions, redraws them at epoch 3)
     assert main(args[:7] + ["3"] + args[8:] + ["--resume"]) == 0
     assert json.loads((out / "state.json").read_text())["epoch"] == 3
+
+
+def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_public):
+    out = tmp_path / "final"
+    args = [str(spine_public), str(out), "--target", "cord", "--architecture", "1", "--epochs", "2",
+            "--steps", "1", "--subjects", "sub-unf01", "--seed", "5"]
+    assert main(args) == 0
+    card = json.loads((out / "cord-basicseg1.json").read_text())
+    assert card["selection"] == "last epoch (no held-out images)" and card["best_epoch"] == card["epochs_run"] == 2
+    assert card["best_validation_dice"] is None and card["validation_sites"] == []
