@@ -14,21 +14,20 @@ STEPS=${STEPS:-25}          # batches of 32 per epoch; validation runs after eac
 WEIGHTS=basicseg/weights
 PLAN=${PLAN:-"
 final localiser 1 6
-final cord 1 20
+final cord 1 50
 fold-A localiser 1 3
-fold-A cord 1 6
+fold-A cord 1 25
 fold-B localiser 1 3
-fold-B cord 1 6
+fold-B cord 1 14
 fold-C localiser 1 3
-fold-C cord 1 6
-final lesion 1 10
-fold-A lesion 1 6
+fold-C cord 1 14
+final lesion 1 30
+fold-A lesion 1 28
 fold-A cord 2 5
+fold-B cord 2 5
 fold-A cord 3 5
 final cord 2 5
 final cord 3 5
-final lesion 3 20
-fold-A lesion 3 6
 "}
 
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
