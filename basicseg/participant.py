@@ -74,16 +74,22 @@ def find_centreline(volume: AxialVolume, models: Models, mode: str, job: ImageJo
     return centreline_from_file(path, volume), None
 
 
-def predict_on_path(model: Model, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
-    """crop -> infer -> back-project: one network's probability map on the native grid (timings added to t)."""
+def boxes_on_path(volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
+    """The paper's normalised 128 x 128 boxes around the path on every slice (timing added to t)."""
     t0 = time.perf_counter()
     boxes = normalise(crop_slices(volume.data, volume.zooms, centres))[..., None]
-    t1 = time.perf_counter()
+    t["crop"] = t.get("crop", 0.0) + time.perf_counter() - t0
+    return boxes
+
+
+def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
+    """infer -> back-project: one network's probability map on the native grid (timings added to t)."""
+    t0 = time.perf_counter()
     prob_boxes = model.predict(boxes)
-    t2 = time.perf_counter()
+    t1 = time.perf_counter()
     prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
-    for step, seconds in (("crop", t1 - t0), ("inference", t2 - t1), ("backprojection", time.perf_counter() - t2)):
-        t[step] = t.get(step, 0.0) + seconds
+    t["inference"] = t.get("inference", 0.0) + t1 - t0
+    t["backprojection"] = t.get("backprojection", 0.0) + time.perf_counter() - t1
     return prob
 
 
@@ -103,11 +109,15 @@ def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: 
     centres, confidence = find_centreline(volume, models, centreline, job)
     t["centreline"] = time.perf_counter() - t0
 
-    cord_prob = predict_on_path(models.cord, volume, centres, t)
+    boxes = boxes_on_path(volume, centres, t)
+    cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
     for _ in range(recentre_passes):
+        t0 = time.perf_counter()
         centres = recentre(cord_prob, centres, volume.zooms, models.cord.threshold)
-        cord_prob = predict_on_path(models.cord, volume, centres, t)
-    lesion_prob = predict_on_path(models.lesion, volume, centres, t) if models.lesion else None
+        t["recentre"] = t.get("recentre", 0.0) + time.perf_counter() - t0
+        boxes = boxes_on_path(volume, centres, t)
+        cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
+    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t) if models.lesion else None
 
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ["load", "centreline", "crop", "inference", "backprojection", "postprocess", "metrics", "write"]
+STAGES = ["load", "centreline", "crop", "inference", "backprojection", "recentre", "postprocess", "metrics", "write"]
 
 
 def time_imports() -> float:
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                 except Exception as exc:   # e.g. a sagittal image: report and go on
                     print(f"{job.path.name[:42]:42s} skipped: {str(exc)[:80]}")
                     continue
-                med = {s: float(np.median([r[s] for r in runs])) for s in STAGES}
+                med = {s: float(np.median([r.get(s, 0.0) for r in runs])) for s in STAGES}
                 n = seg.volume.n_slices
                 total = sum(med.values())
                 totals.append((n, total))
