@@ -75,21 +75,21 @@ def find_centreline(volume: AxialVolume, models: Models, mode: str, job: ImageJo
 
 
 def boxes_on_path(volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
-    """The paper's normalised 128 x 128 boxes around the path on every slice (timing added to t)."""
+    """The paper's normalised 128 x 128 boxes around the path on every slice (seconds added to t)."""
     t0 = time.perf_counter()
     boxes = normalise(crop_slices(volume.data, volume.zooms, centres))[..., None]
-    t["crop"] = t.get("crop", 0.0) + time.perf_counter() - t0
+    t["crop"] += time.perf_counter() - t0
     return boxes
 
 
 def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
-    """infer -> back-project: one network's probability map on the native grid (timings added to t)."""
+    """infer -> back-project: one network's probability map on the native grid (seconds added to t)."""
     t0 = time.perf_counter()
     prob_boxes = model.predict(boxes)
     t1 = time.perf_counter()
     prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
-    t["inference"] = t.get("inference", 0.0) + t1 - t0
-    t["backprojection"] = t.get("backprojection", 0.0) + time.perf_counter() - t1
+    t["inference"] += t1 - t0
+    t["backprojection"] += time.perf_counter() - t1
     return prob
 
 
@@ -104,7 +104,7 @@ def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float
 
 def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: ImageJob | None = None,
             recentre_passes: int = RECENTRE_PASSES) -> Segmentation:
-    t = {}
+    t = defaultdict(float)      # seconds per stage, summed over the passes
     t0 = time.perf_counter()
     centres, confidence = find_centreline(volume, models, centreline, job)
     t["centreline"] = time.perf_counter() - t0
@@ -114,7 +114,7 @@ def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: 
     for _ in range(recentre_passes):
         t0 = time.perf_counter()
         centres = recentre(cord_prob, centres, volume.zooms, models.cord.threshold)
-        t["recentre"] = t.get("recentre", 0.0) + time.perf_counter() - t0
+        t["recentre"] += time.perf_counter() - t0
         boxes = boxes_on_path(volume, centres, t)
         cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
     lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t) if models.lesion else None
@@ -125,7 +125,7 @@ def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: 
     if lesion is not None:
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0
-    return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, t)
+    return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, dict(t))
 
 
 def process_image(job: ImageJob, models: Models, config) -> tuple[Segmentation, dict]:

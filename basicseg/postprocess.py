@@ -9,13 +9,18 @@ LESION_MIN_VOLUME_MM3 = 4.0   # smaller components are noise: below the smallest
                               # (4 voxels at 1 mm; the simulator's smallest spindle is ~10 mm3)
 
 
+def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3D components (26-connected): the label image and each component's voxel count (label i at i - 1)."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    return labels, ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+
+
 def cord_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Threshold, keep the largest 3D component (the cord is one tube), fill holes slice by slice
     (a hypointense haemorrhage or grey matter must not punch holes in the cord)."""
     mask = prob >= threshold
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    if n > 1:
-        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    labels, sizes = components(mask)
+    if len(sizes) > 1:
         mask = labels == (int(np.argmax(sizes)) + 1)
     for k in np.nonzero(mask.any(axis=(0, 1)))[0]:
         mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
@@ -35,9 +40,6 @@ def lesion_mask(prob: np.ndarray, cord: np.ndarray, zooms, threshold: float = 0.
     structure[..., 0] = (ii * zooms[0]) ** 2 + (jj * zooms[1]) ** 2 <= margin_mm ** 2 + 1e-6
     allowed = ndimage.binary_dilation(cord, structure=structure) if structure.sum() > 1 else cord
     mask &= allowed
-    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    if n:
-        voxel_mm3 = float(np.prod(zooms[:3]))
-        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1)) * voxel_mm3
-        mask = np.isin(labels, 1 + np.nonzero(sizes >= min_volume_mm3)[0])
-    return mask
+    labels, sizes = components(mask)
+    volumes_mm3 = sizes * float(np.prod(zooms[:3]))
+    return np.isin(labels, 1 + np.nonzero(volumes_mm3 >= min_volume_mm3)[0])

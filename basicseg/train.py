@@ -324,14 +324,14 @@ def train(args) -> dict:
     else:
         model = build(args.target, args.architecture, args.learning_rate)
 
-    start, first_epoch = time.time() - state["seconds"], state["epoch"] + 1
+    start = time.time() - state["seconds"]
     while state["epoch"] < args.epochs and (time.time() - start) < args.max_minutes * 60:
         epoch = state["epoch"] + 1
         t0 = time.time()
-        if args.target == "lesion" and epoch > first_epoch:
-            for e in train_ex:      # fresh lesions every epoch (~0.1 s each): a fixed set would be memorised
-                prepare_variants(e, "lesion", rng)
         x, y = sampler.sample(args.steps * BATCH_SIZE)
+        if args.target == "lesion":
+            for e in train_ex:      # fresh lesions for the next epoch (~0.1 s each): a fixed set would be memorised
+                prepare_variants(e, "lesion", rng)
         hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
         scores = validate(model, val_pairs, args.target) if val_pairs else {}
         train_dice = float(hist.history["dice_coefficient"][0])

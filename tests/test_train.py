@@ -35,7 +35,7 @@ def test_short_training_writes_loadable_model_and_card(tmp_path, spine_public, t
     model = Model(out / f"{name}.keras")
     prob = model.predict(np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32))
     assert prob.shape == (2, 128, 128) and 0 <= prob.min() and prob.max() <= 1
-    # resume: a second call continues at epoch 2 from the saved state (and, for lesions, redraws them at epoch 3)
+    # resume: a second call continues at epoch 2 from the saved state (lesions are redrawn after every epoch)
     assert main(args[:7] + ["3"] + args[8:] + ["--resume"]) == 0
     assert json.loads((out / "state.json").read_text())["epoch"] == 3
 
