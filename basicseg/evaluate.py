@@ -64,7 +64,7 @@ def evaluate(args) -> pd.DataFrame:
                                   e.volume.ornt)
                 cases.append((f"{e.name}_sim-{r + 1}", vol, lesion))
         for name, vol, ref in cases:
-            seg = segment(vol, models, "auto", recentre_passes=args.recentre_passes)
+            seg = segment(vol, models, "auto", recentre_passes=args.recentre_passes, lesion_mirror=args.mirror)
             pred = seg.cord if args.target == "cord" else seg.lesion
             row, per_slice = score(name, e, pred, ref, args.target, vol.zooms)
             rows.append(row)
@@ -99,6 +99,8 @@ def parser():
     p.add_argument("--lesions-per-image", type=int, default=2)
     p.add_argument("--recentre-passes", type=int, default=RECENTRE_PASSES,
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--nprocs", type=int)
     return p

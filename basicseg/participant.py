@@ -82,10 +82,11 @@ def boxes_on_path(volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarr
     return boxes
 
 
-def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
+def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict,
+                    mirror: bool | None = None) -> np.ndarray:
     """infer -> back-project: one network's probability map on the native grid (seconds added to t)."""
     t0 = time.perf_counter()
-    prob_boxes = model.predict(boxes)
+    prob_boxes = model.predict(boxes, mirror)
     t1 = time.perf_counter()
     prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
     t["inference"] += t1 - t0
@@ -103,7 +104,8 @@ def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float
 
 
 def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: ImageJob | None = None,
-            recentre_passes: int = RECENTRE_PASSES) -> Segmentation:
+            recentre_passes: int = RECENTRE_PASSES, lesion_mirror: bool | None = None) -> Segmentation:
+    """The whole image through the networks; ``lesion_mirror`` overrides the lesion card's mirror averaging."""
     t = defaultdict(float)      # seconds per stage, summed over the passes
     t0 = time.perf_counter()
     centres, confidence = find_centreline(volume, models, centreline, job)
@@ -117,7 +119,7 @@ def segment(volume: AxialVolume, models: Models, centreline: str = "auto", job: 
         t["recentre"] += time.perf_counter() - t0
         boxes = boxes_on_path(volume, centres, t)
         cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
-    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t) if models.lesion else None
+    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t, lesion_mirror) if models.lesion else None
 
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)

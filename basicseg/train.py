@@ -42,7 +42,7 @@ log = logging.getLogger("basicseg.train")
 BATCH_SIZE = 32                 # the paper's batch size
 LEARNING_RATE = 1e-3            # see module docstring
 T2STAR_SHARE = 0.3              # share of each batch drawn from T2*w images when both contrasts exist
-LESION_SLICE_SHARE = 0.7        # lesion models: share of samples on lesion slices
+LESION_SLICE_SHARE = 0.4        # lesion models: share of samples on lesion slices (the rest: lesion-free cord)
 LESIONS_PER_IMAGE = 6           # simulated lesion variants per training image
 LOCALISER_PATCH = 96            # localiser training patch (mm at 1 mm)
 
@@ -367,6 +367,8 @@ def train(args) -> dict:
         "input": "full-field axial slice at 1 mm, padded to a multiple of 16" if args.target == "localiser"
         else "128x128 axial box at 0.2 mm (25.6 mm) centred on the cord centreline, percentile-normalised",
         "threshold": 0.5, "basicseg_version": __version__,
+        # lesion models: mean of the box and its left-right mirror at inference (infer.Model.predict)
+        "mirror_average": args.target == "lesion",
         "training_images": [{"image": str(e.path.relative_to(Path(args.bids_dir).resolve()) if e.path.is_absolute() and
                                            str(e.path).startswith(str(Path(args.bids_dir).resolve())) else e.path.name),
                              "subject": e.subject, "site": e.site, "suffix": e.suffix} for e in train_ex],
@@ -374,7 +376,8 @@ def train(args) -> dict:
         "validation_sites": sorted({e.site for e in val_ex}),
         "validation_dice_per_image": state.get("best_scores", {}),
         "lesions": "SIMULATED contusion-like lesions (basicseg.simulate), "
-                   f"{LESIONS_PER_IMAGE} per training image, redrawn every epoch; no real lesion labels" if args.target == "lesion" else None,
+                   f"{LESIONS_PER_IMAGE} per training image, redrawn every epoch, {LESION_SLICE_SHARE:.0%} of the boxes "
+                   "on lesion slices; no real lesion labels" if args.target == "lesion" else None,
         "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},

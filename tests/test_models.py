@@ -262,6 +262,30 @@ def test_save_load_round_trip(tmp_path):
         infer(models.strip_noise_adaptation(model), x))
 
 
+def test_mirror_average_follows_the_model_card(tmp_path):
+    """infer.Model averages a box and its left-right mirror when the card says so (the lesion models)."""
+    import json
+    from basicseg.infer import Model
+
+    path = tmp_path / "lesion-basicseg1.keras"
+    small(1, seed=4).save(path)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 32, 32, 1)).astype("float32")
+    plain = Model(path)
+    raw = plain.predict(x)
+    assert not plain.mirror and plain.provenance()["MirrorAverage"] is False
+    mirrored = np.asarray(plain.predict(x[:, ::-1].copy()))[:, ::-1]
+    assert not np.allclose(raw, mirrored, atol=1e-3)      # the network is not symmetric by itself
+
+    path.with_suffix(".json").write_text(json.dumps({"mirror_average": True}))
+    model = Model(path)
+    assert model.mirror and model.provenance()["MirrorAverage"] is True
+    np.testing.assert_allclose(model.predict(x), 0.5 * (raw + mirrored), atol=1e-6)
+    np.testing.assert_allclose(model.predict(x, mirror=False), raw, atol=1e-6)
+    symmetric = model.predict(x + x[:, ::-1])              # a mirror-symmetric input gives a symmetric output
+    np.testing.assert_allclose(symmetric, symmetric[:, ::-1], atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- loss, metric
 def test_dice_coefficient_values():
     t = np.zeros((2, 4, 4, 1), "float32")

@@ -58,6 +58,8 @@ def test_sidecars_name_sources_and_models(demo_run):
         assert side["Sources"][0].startswith("bids:raw:sub-")
         assert len(side["Model"]["SHA256"]) == 64 and side["Threshold"] == 0.5
         assert side["Type"] in ("ROI", "Lesion")
+        # the shipped lesion model averages each box with its left-right mirror; the cord model does not
+        assert side["Model"]["MirrorAverage"] is (side["Type"] == "Lesion")
 
 
 def test_morphometrics_and_reports(demo_run):
