@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .exits import (CANT_CREATE, INVALID_BIDS, NO_INPUT, OK, UNKNOWN_LEVEL, USAGE, BasicsegError)
+from .exits import (CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError)
 from .infer import DEFAULT_MODELS
 from .scratch import ensure_scratch
 

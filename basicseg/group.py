@@ -595,7 +595,7 @@ def subject_reports(output_dir: Path, joined: pd.DataFrame | None) -> list[tuple
 
 def report(state: GroupState) -> Path:
     root = state.output_dir
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>basicseg group report</title>",
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>basicseg group report</title>",
              "<style>body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}"
              "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #bbb;padding:2px 6px;"
              "font-size:0.9em;text-align:right}th{background:#eee}.note{color:#8a4b00}"

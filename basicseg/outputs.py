@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import __version__
 from .discovery import ImageJob
-from .io import write_json, write_nifti, write_text, write_tsv
+from .io import write_json, write_nifti, write_tsv
 from .labels import image_stem
 
 SC_MASK = "space-orig_label-SC_mask.nii.gz"

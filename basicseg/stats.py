@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 

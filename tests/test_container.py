@@ -19,33 +19,21 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from infra import DEMO, REPO, say, setup_script
 
 pytestmark = pytest.mark.container
 
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = Path(os.environ.get("BASICSEG_SHARED_TOOLS", REPO.parent / "shared" / "tools"))
-DEMO = Path(os.environ.get("BASICSEG_DEMO", REPO / "demo" / "ds-demo"))
 VERSION = (REPO / "version").read_text().strip()
 BASE = os.environ.get("BASICSEG_BASE_IMAGE", "localhost/python:3.11-slim-local")
 TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "tensorflow-cpu==2.21.0")
 IMAGE = "localhost/basicseg:test"
 METRICS = Path(os.environ.get("BASICSEG_METRICS", "/tmp/basicseg-container-metrics.json"))
 PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--read-only"]
-
-
-def _say(request, text: str) -> None:
-    """Print past pytest's capture (the timings belong in the CI log)."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
-    else:
-        print(text)
 
 
 def _metric(**values) -> None:
@@ -60,15 +48,7 @@ def _run(cmd, timeout, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def image(request):
-    if os.geteuid() != 0:
-        pytest.skip("container test needs root (rootful podman, apt-get)")
-    if shutil.which("podman") is None and shutil.which("apt-get") is None:
-        pytest.skip("no podman and no apt-get to install it")
-    setup = TOOLS / "container-setup.sh"
-    if not setup.is_file():
-        pytest.fail(f"{setup} is missing: cannot prepare podman and the base image")
-    if not DEMO.is_dir():
-        pytest.fail(f"{DEMO} is missing: the container test runs on the embedded demo dataset")
+    setup = setup_script("container-setup.sh", "podman", "container")
     METRICS.unlink(missing_ok=True)
 
     t0 = time.monotonic()
@@ -89,7 +69,7 @@ def image(request):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE], 60).stdout)
     cached = proc.stdout.count("Using cache")
-    _say(request, f"\n[container] setup {setup_s:.0f} s, build {build_s:.0f} s "
+    say(request, f"\n[container] setup {setup_s:.0f} s, build {build_s:.0f} s "
                   f"({cached} cached steps), image {size / 1e9:.2f} GB ({TF_PACKAGE})")
     _metric(setup_s=round(setup_s, 1), build_s=round(build_s, 1), cached_steps=cached,
             image_bytes=size, tf_package=TF_PACKAGE)
@@ -134,7 +114,7 @@ def test_image_metadata(image):
 def test_version(image, ids, request):
     t0 = time.monotonic()
     proc = _podman(image, ids, ["--version"], timeout=300)
-    _say(request, f"[container] --version {time.monotonic() - t0:.1f} s")
+    say(request, f"[container] --version {time.monotonic() - t0:.1f} s")
     assert proc.returncode == 0, proc.stderr
     assert VERSION in proc.stdout + proc.stderr
     cat = _run([*PODMAN_RUN, "--entrypoint", "cat", image, "/version"], 60)
@@ -156,7 +136,7 @@ def test_participant_read_only_foreign_uid(image, ids, out_dir, request):
     t0 = time.monotonic()
     proc = _podman(image, ids, ["/data", "/out", "participant", "--nprocs", "2"], out_dir=out_dir)
     elapsed = time.monotonic() - t0
-    _say(request, f"[container] participant level (all demo participants) {elapsed:.0f} s")
+    say(request, f"[container] participant level (all demo participants) {elapsed:.0f} s")
     _metric(participant_s=round(elapsed, 1))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
 
@@ -210,7 +190,7 @@ def test_participant_docker_read_only_with_work_dir(image, ids, tmp_path_factory
     proc = _podman(image, ids, ["/data", "/out", "participant", "--participant-label", sub,
                                 "--work-dir", "/work", "--nprocs", "2"], out_dir=out,
                    extra=["--read-only-tmpfs=false", "-v", f"{work}:/work"])
-    _say(request, f"[container] participant {sub}, docker-style read-only {time.monotonic() - t0:.0f} s")
+    say(request, f"[container] participant {sub}, docker-style read-only {time.monotonic() - t0:.0f} s")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     rel = src.relative_to(DEMO)
     stem = src.name.split(".nii")[0].removesuffix("_T2w")
@@ -229,7 +209,7 @@ def test_group_read_only_without_tmpfs(image, ids, out_dir, request):
     proc = _podman(image, ids, ["/data", "/out", "group", "--nprocs", "2"], out_dir=out_dir,
                    extra=["--read-only-tmpfs=false"])
     elapsed = time.monotonic() - t0
-    _say(request, f"[container] group level {elapsed:.0f} s")
+    say(request, f"[container] group level {elapsed:.0f} s")
     _metric(group_s=round(elapsed, 1))
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-8000:]
     group = out_dir / "group"

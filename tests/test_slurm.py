@@ -18,29 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
+from infra import DEMO, REPO, say, setup_script
 
 pytestmark = pytest.mark.slurm
 
-REPO = Path(__file__).resolve().parents[1]
-TOOLS = Path(os.environ.get("BASICSEG_SHARED_TOOLS", REPO.parent / "shared" / "tools"))
-DEMO = Path(os.environ.get("BASICSEG_DEMO", REPO / "demo" / "ds-demo"))
 SUBMIT = REPO / "hpc" / "submit.sh"
-
-
-def _say(request, text: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    (reporter.write_line if reporter is not None else print)(text)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    if os.geteuid() != 0:
-        pytest.skip("the SLURM test needs root (munge and slurmd run as root here)")
-    if shutil.which("sinfo") is None and shutil.which("apt-get") is None:
-        pytest.skip("no SLURM and no apt-get to install it")
-    setup = TOOLS / "slurm-setup.sh"
-    if not setup.is_file():
-        pytest.fail(f"{setup} is missing: cannot start the local SLURM cluster")
+    setup = setup_script("slurm-setup.sh", "sinfo", "SLURM")
     was_running = shutil.which("sinfo") is not None and subprocess.run(
         ["timeout", "5", "sinfo"], capture_output=True).returncode == 0
     proc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, timeout=600)
@@ -110,15 +97,13 @@ def _participants(bids: Path) -> list[str]:
 
 
 def test_array_then_group_on_the_demo(cluster, tmp_path, request):
-    if not DEMO.is_dir():
-        pytest.fail(f"{DEMO} is missing")
     out, logs = tmp_path / "out", tmp_path / "slurm"
     t0 = time.monotonic()
     ids = _submit("--cmd", _basicseg_cmd(), "--cpus", 1, "--mem", "3G", "--time", "00:30:00",
                   "--log-dir", logs, DEMO, out)
     states = _wait([ids["array_job_id"], ids["group_job_id"]], timeout=2400)
     elapsed = time.monotonic() - t0
-    _say(request, f"\n[slurm] array + group on demo/ds-demo: {elapsed:.0f} s; {states}")
+    say(request, f"\n[slurm] array + group on demo/ds-demo: {elapsed:.0f} s; {states}")
     logs_text = "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted((logs / "logs").glob("*.out")))
 
     participants = _participants(DEMO)

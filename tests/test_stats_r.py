@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import textwrap
 
 import numpy as np
 import pandas as pd
