@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Leave-site-out evaluation of the fold models made by scripts/train_models.sh: each fold's localiser and
-# cord models segment the held-out sites' images through the full pipeline (basicseg-eval); fold A's
-# lesion models are scored on SIMULATED lesions inserted into fold A's held-out images.
+# cord models segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
+# lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images.
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
 set -euo pipefail

@@ -41,6 +41,13 @@ def cross_validation() -> None:
         print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols + extra) + " |")
     print("\nmedian Dice by model and contrast:")
     print(t.groupby(["model", "suffix"])["dice"].agg(["median", "count"]).round(3).to_string())
+    lesions = t[t["model"].str.startswith("lesion")]
+    if len(lesions):   # one row per SIMULATED lesion; also the median over images of each image's median
+        per_image = lesions.groupby(["model", "suffix", "subject"])["dice"].median().groupby(["model", "suffix"])
+        print("\nSIMULATED lesions, per-image median Dice then median over images:")
+        print(per_image.agg(["median", "count"]).round(3).to_string())
+        print("lesion-wise detection (medians over simulated lesions):")
+        print(lesions.groupby("model")[["lesion_precision", "lesion_recall", "lesion_f1"]].median().round(3).to_string())
 
 
 def architectures(fold: str = "A") -> None:

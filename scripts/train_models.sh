@@ -10,7 +10,7 @@ set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
 NPROCS=${NPROCS:-2}
-STEPS=${STEPS:-25}          # batches of 32 per epoch; validation runs after each epoch
+STEPS=${STEPS:-50}          # batches of 32 per epoch; validation runs after each epoch
 WEIGHTS=basicseg/weights
 PLAN=${PLAN:-"
 final localiser 1 6
@@ -21,8 +21,10 @@ fold-B localiser 1 3
 fold-B cord 1 14
 fold-C localiser 1 3
 fold-C cord 1 14
-final lesion 1 30
-fold-A lesion 1 28
+fold-A lesion 1 30
+fold-B lesion 1 25
+fold-C lesion 1 25
+final lesion 1 45
 fold-A cord 2 5
 fold-B cord 2 5
 fold-A cord 3 5

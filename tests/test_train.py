@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from basicseg.infer import Model
-from basicseg.train import labelled_images, main, subject_sites
+from basicseg.train import LR_FLOOR, decayed_learning_rate, labelled_images, main, subject_sites
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +32,24 @@ def test_short_training_writes_loadable_model_and_card(tmp_path, spine_public, t
     assert (out / f"{name}_curves.tsv").is_file() and (out / f"{name}_curves.png").stat().st_size > 1000
     if target == "lesion":
         assert "SIMULATED" in card["lesions"] and "redrawn every epoch" in card["lesions"]
+        assert card["mirror_average"] is True and Model(out / f"{name}.keras").mirror
     model = Model(out / f"{name}.keras")
     prob = model.predict(np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32))
     assert prob.shape == (2, 128, 128) and 0 <= prob.min() and prob.max() <= 1
     # resume: a second call continues at epoch 2 from the saved state (lesions are redrawn after every epoch)
     assert main(args[:7] + ["3"] + args[8:] + ["--resume"]) == 0
-    assert json.loads((out / "state.json").read_text())["epoch"] == 3
+    history = json.loads((out / "state.json").read_text())["history"]
+    assert len(history) == 3
+    rates = [h["learning_rate"] for h in history]     # epochs 1, 2, 3 of 3 (the first run planned 1 of 1)
+    assert rates[0] == pytest.approx(1e-3, rel=0.05) and rates[1] > rates[2]
+
+
+def test_learning_rate_decays_to_the_floor():
+    rates = [decayed_learning_rate(1e-3, p) for p in np.linspace(0, 1, 11)]
+    assert rates[0] == 1e-3 and rates[-1] == pytest.approx(LR_FLOOR * 1e-3)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert decayed_learning_rate(1e-3, 0.5) == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert decayed_learning_rate(1e-3, 1.7) == decayed_learning_rate(1e-3, 1.0)   # past the cap: the floor
 
 
 def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_public):
@@ -48,3 +60,4 @@ def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_p
     card = json.loads((out / "cord-basicseg1.json").read_text())
     assert card["selection"] == "last epoch (no held-out images)" and card["best_epoch"] == card["epochs_run"] == 2
     assert card["best_validation_dice"] is None and card["validation_sites"] == []
+    assert "polynomial decay" in card["learning_rate_schedule"]
