@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-LESION_CORD_MARGIN_MM = 1.0   # a lesion may touch the cord edge: keep it inside the cord dilated by this
 LESION_MIN_VOLUME_MM3 = 4.0   # smaller components are noise: below the smallest contusion that can be outlined
                               # (4 voxels at 1 mm; the simulator's smallest spindle is ~10 mm3)
 
@@ -28,18 +27,16 @@ def cord_mask(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def lesion_mask(prob: np.ndarray, cord: np.ndarray, zooms, threshold: float = 0.5,
-                margin_mm: float = LESION_CORD_MARGIN_MM, min_volume_mm3: float = LESION_MIN_VOLUME_MM3) -> np.ndarray:
-    """Threshold, keep only what lies inside the slightly dilated cord (intramedullary lesions), then drop
-    3D components smaller than ``min_volume_mm3``."""
+                min_volume_mm3: float = LESION_MIN_VOLUME_MM3) -> np.ndarray:
+    """Threshold, then keep the 3D components of at least ``min_volume_mm3`` that touch the cord, whole.
+
+    A component touching the cord is intramedullary; one that does not is a bright structure outside it
+    (CSF, fat). It is kept whole rather than clipped to the cord mask because the cord network, trained on
+    lesion-free cords, cuts bright oedema and swelling out of the cord: clipping lost up to 3/4 of large
+    simulated lesions (fold B sub-9418: lesion Dice 0.22 clipped, 0.85 whole)."""
     mask = prob >= threshold
-    if not mask.any():
-        return mask
-    radius = [max(0, int(round(margin_mm / z))) for z in zooms[:2]]
-    structure = np.zeros((2 * radius[0] + 1, 2 * radius[1] + 1, 1), bool)
-    ii, jj = np.meshgrid(np.arange(-radius[0], radius[0] + 1), np.arange(-radius[1], radius[1] + 1), indexing="ij")
-    structure[..., 0] = (ii * zooms[0]) ** 2 + (jj * zooms[1]) ** 2 <= margin_mm ** 2 + 1e-6
-    allowed = ndimage.binary_dilation(cord, structure=structure) if structure.sum() > 1 else cord
-    mask &= allowed
     labels, sizes = components(mask)
     volumes_mm3 = sizes * float(np.prod(zooms[:3]))
-    return np.isin(labels, 1 + np.nonzero(volumes_mm3 >= min_volume_mm3)[0])
+    touching = np.unique(labels[cord & mask])
+    keep = [i for i in touching if i and volumes_mm3[i - 1] >= min_volume_mm3]
+    return np.isin(labels, keep)

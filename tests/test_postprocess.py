@@ -21,7 +21,7 @@ def test_cord_keeps_largest_component_and_fills_holes():
 
 
 @pytest.mark.parametrize("zooms", [(1.0, 1.0, 1.0), (0.5, 0.5, 3.0)])
-def test_lesion_inside_cord_and_above_minimum_volume(zooms):
+def test_lesion_components_touching_the_cord_kept_whole(zooms):
     shape = (60, 60, 12)
     cord = tube(shape, (30, 30), 4 / zooms[0])                 # 4 mm radius cord
     prob = np.zeros(shape, np.float32)
@@ -31,9 +31,14 @@ def test_lesion_inside_cord_and_above_minimum_volume(zooms):
     prob[5:8, 5:8, 5] = 0.9                                   # outside the cord: dropped
     ii, jj = 30, int(30 + 3.5 / zooms[0])                     # one voxel in the cord, < min volume
     prob[ii, jj, 0] = 0.9
+    bulge = np.zeros(shape, bool)                             # oedema the cord network left out: a lesion
+    bulge[int(30 + 3 / zooms[0]):int(30 + 6 / zooms[0]), 28:33, 4:7] = True   # part in, part beyond the cord
+    prob[bulge] = 0.8
     mask = lesion_mask(prob, cord, zooms)
     assert np.prod(zooms) < LESION_MIN_VOLUME_MM3
-    np.testing.assert_array_equal(mask, big)
+    expected = big | bulge
+    assert (bulge & ~cord).any() and (bulge & cord).any()
+    np.testing.assert_array_equal(mask, expected)               # kept whole, beyond the cord mask too
 
 
 def test_recentre_moves_boxes_onto_the_found_cord():
