@@ -21,9 +21,9 @@ fold-B localiser 1 3
 fold-B cord 1 14
 fold-C localiser 1 3
 fold-C cord 1 14
-fold-A lesion 1 30
-fold-B lesion 1 25
-fold-C lesion 1 25
+fold-A lesion 1 28
+fold-B lesion 1 20
+fold-C lesion 1 20
 final lesion 1 45
 fold-A cord 2 5
 fold-B cord 2 5
