@@ -30,10 +30,10 @@ def test_short_training_writes_loadable_model_and_card(tmp_path, spine_public, t
     assert card["validation_sites"] == ["UCL"] and "sub-9418_run-1_T2starw" in "".join(card["validation_dice_per_image"])
     assert card["command"].startswith("basicseg-train") and card["seed"] == 3
     assert (out / f"{name}_curves.tsv").is_file() and (out / f"{name}_curves.png").stat().st_size > 1000
+    model = Model(out / f"{name}.keras")
     if target == "lesion":
         assert "SIMULATED" in card["lesions"] and "redrawn every epoch" in card["lesions"]
-        assert card["mirror_average"] is True and Model(out / f"{name}.keras").mirror
-    model = Model(out / f"{name}.keras")
+        assert card["mirror_average"] is True and model.mirror
     prob = model.predict(np.random.default_rng(0).random((2, 128, 128, 1), dtype=np.float32))
     assert prob.shape == (2, 128, 128) and 0 <= prob.min() and prob.max() <= 1
     # resume: a second call continues at epoch 2 from the saved state (lesions are redrawn after every epoch)
