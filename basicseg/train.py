@@ -283,6 +283,30 @@ def build(target: str, architecture: int, learning_rate: float):
     return model
 
 
+def initialise_from(model, source: str, held_out_sites) -> dict:
+    """Start from the weights of a trained network of the same graph (a lesion network from the cord network of
+    the same fold): it already finds the cord, so the lesion network's minutes go to the lesion. Refuses a source
+    trained on any site this run holds out, which would leak the held-out images into the validation figures."""
+    import keras
+    from .infer import model_card, resolve_model
+    from .models import custom_objects
+
+    path = resolve_model(source)
+    card = model_card(path)
+    if held_out_sites and not card:
+        raise SystemExit(f"--init-from {path}: no model card beside it to prove it never saw the held-out sites")
+    leaked = set(held_out_sites) & set(card.get("training_sites", []))
+    if leaked:
+        raise SystemExit(f"--init-from {path}: it was trained on held-out site(s) {', '.join(sorted(leaked))}")
+    donor = keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    try:
+        model.set_weights(donor.get_weights())
+    except ValueError as err:
+        raise SystemExit(f"--init-from {path}: not the same architecture ({err})") from None
+    return {"model": card.get("name", path.stem), "path": str(source), "training_sites": card.get("training_sites"),
+            "epochs_run": card.get("epochs_run")}
+
+
 def decayed_learning_rate(base: float, progress: float) -> float:
     """Polynomial decay from ``base`` (progress 0) to ``LR_FLOOR * base`` (progress 1, the end of the run):
     the last epochs take small steps, so the last epoch -- which the final models keep -- has settled
@@ -331,6 +355,9 @@ def train(args) -> dict:
                  state["best_epoch"])
     else:
         model = build(args.target, args.architecture, args.learning_rate)
+        if args.init_from:
+            state["initialised_from"] = initialise_from(model, args.init_from, [e.site for e in val_ex])
+            log.info("initialised from %s", args.init_from)
 
     start = time.time() - state["seconds"]
     while state["epoch"] < args.epochs and (time.time() - start) < args.max_minutes * 60:
@@ -394,6 +421,7 @@ def train(args) -> dict:
         "augmentation": {k: getattr(augment, k) for k in ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")}
         | {"left_right_flip": 0.5, "t2star_share": T2STAR_SHARE},
+        "initialised_from": state.get("initialised_from"),
         "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
         "selection": "best validation Dice" if val_pairs else "last epoch (no held-out images)",
         "best_validation_dice": state["best_dice"] if val_pairs else None,
@@ -451,6 +479,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=20190701)
     p.add_argument("--nprocs", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/state.json")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from this same-architecture network's weights, a shipped name or a .keras file (e.g. a lesion "
+                        "run from the cord network of the same fold); refused if it was trained on a held-out site")
     return p
 
 

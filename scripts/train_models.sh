@@ -5,6 +5,7 @@
 # into basicseg/weights/ with their model cards and learning curves. Each run is capped in wall time
 # (minutes below, measured on the 2-core CPU that produced the shipped weights); runs are resumable, so
 # re-running with a larger cap continues where a run stopped. On a GPU raise the caps.
+# Lesion networks start from the cord network of the same fold and architecture (--init-from).
 # PLAN (one "kind target architecture minutes" per line; kind = final or fold A/B/C) can be overridden.
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
@@ -21,10 +22,10 @@ fold-B localiser 1 3
 fold-B cord 1 14
 fold-C localiser 1 3
 fold-C cord 1 14
-fold-A lesion 1 28
-fold-B lesion 1 20
-fold-C lesion 1 20
-final lesion 1 45
+fold-A lesion 1 24
+fold-B lesion 1 18
+fold-C lesion 1 18
+final lesion 1 42
 fold-A cord 2 5
 fold-B cord 2 5
 fold-A cord 3 5
@@ -45,6 +46,10 @@ while read -r kind target arch minutes; do
   [[ -z "$kind" ]] && continue
   model=$(name "$target" "$arch")
   args=(--target "$target" --architecture "$arch" --epochs 500 --max-minutes "$minutes" --nprocs "$NPROCS" --steps "$STEPS" --resume)
+  run=$([[ $kind == final ]] && echo final || echo "cv-${kind#fold-}")
+  donor="$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch.keras"
+  # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained
+  [[ $target == lesion && -f "$donor" ]] && args+=(--init-from "$donor")
   if [[ $kind == final ]]; then
     python -m basicseg.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
     ship "$RUNS/final-$model" "$model"

@@ -61,3 +61,22 @@ def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_p
     assert card["selection"] == "last epoch (no held-out images)" and card["best_epoch"] == card["epochs_run"] == 2
     assert card["best_validation_dice"] is None and card["validation_sites"] == []
     assert "polynomial decay" in card["learning_rate_schedule"]
+
+
+def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_site(tmp_path, spine_public):
+    import keras
+    from basicseg.infer import resolve_model
+    from basicseg.models import custom_objects
+
+    donor = resolve_model("cord-basicseg1")             # the shipped cord network: trained on every site
+    out = tmp_path / "lesion"
+    base = [str(spine_public), str(out), "--target", "lesion", "--architecture", "1", "--epochs", "0",
+            "--subjects", "sub-unf01", "sub-9418", "--init-from", "cord-basicseg1"]
+    with pytest.raises(SystemExit, match="trained on held-out site.*UCL"):
+        main(base + ["--val-subjects", "sub-9418"])
+    assert main(base) == 0                              # no held-out images: a final run may start from it
+    card = json.loads((out / "lesion-basicseg1.json").read_text())
+    assert card["initialised_from"]["model"] == "cord-basicseg1" and "UCL" in card["initialised_from"]["training_sites"]
+    started = keras.models.load_model(out / "lesion-basicseg1.keras", custom_objects=custom_objects(), compile=False)
+    cord = keras.models.load_model(donor, custom_objects=custom_objects(), compile=False)
+    assert all(np.array_equal(a, b) for a, b in zip(started.get_weights(), cord.get_weights()))
