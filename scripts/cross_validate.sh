@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Leave-site-out evaluation of the fold models made by scripts/train_models.sh: each fold's localiser and
 # cord models segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
-# lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images.
+# lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images, at
+# their best held-out epoch (eval-lesionN) and at their last epoch (eval-lesionN-last).
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
 set -euo pipefail
@@ -19,11 +20,14 @@ for f in A B C; do
       --sites "${held[@]}"
   done
   for arch in 1 3; do
-    model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch.keras"
-    out="$RUNS/cv-$f-eval-lesion$arch"
-    [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
-    python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \
-      --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
-      --lesion-model "$model" --sites "${held[@]}"
+    # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
+    for kept in best last; do
+      model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch$([[ $kept == last ]] && echo .last).keras"
+      out="$RUNS/cv-$f-eval-lesion$arch$([[ $kept == last ]] && echo -last)"
+      [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
+      python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \
+        --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
+        --lesion-model "$model" --sites "${held[@]}"
+    done
   done
 done
