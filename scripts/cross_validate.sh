@@ -21,9 +21,9 @@ for f in A B C; do
   done
   for arch in 1 3; do
     # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
-    for kept in best last; do
-      model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch$([[ $kept == last ]] && echo .last).keras"
-      out="$RUNS/cv-$f-eval-lesion$arch$([[ $kept == last ]] && echo -last)"
+    for kept in "" last; do
+      model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch${kept:+.$kept}.keras"
+      out="$RUNS/cv-$f-eval-lesion$arch${kept:+-$kept}"
       [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
       python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \
         --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
