@@ -283,21 +283,23 @@ def build(target: str, architecture: int, learning_rate: float):
     return model
 
 
-def initialise_from(model, source: str, held_out_sites) -> dict:
+def initialise_from(model, source: str, held_out: list) -> dict:
     """Start from the weights of a trained network of the same graph (a lesion network from the cord network of
     the same fold): it already finds the cord, so the lesion network's minutes go to the lesion. Refuses a source
-    trained on any site this run holds out, which would leak the held-out images into the validation figures."""
+    trained on any image this run holds out (``held_out``: the validation examples), which would leak them into
+    the validation figures."""
     import keras
     from .infer import model_card, resolve_model
     from .models import custom_objects
 
     path = resolve_model(source)
     card = model_card(path)
-    if held_out_sites and not card:
-        raise SystemExit(f"--init-from {path}: no model card beside it to prove it never saw the held-out sites")
-    leaked = set(held_out_sites) & set(card.get("training_sites", []))
+    if held_out and not card:
+        raise SystemExit(f"--init-from {path}: no model card beside it to prove it never saw the held-out images")
+    seen = {i["subject"] for i in card.get("training_images", [])}
+    leaked = sorted({f"{e.subject} ({e.site})" for e in held_out if e.subject in seen})
     if leaked:
-        raise SystemExit(f"--init-from {path}: it was trained on held-out site(s) {', '.join(sorted(leaked))}")
+        raise SystemExit(f"--init-from {path}: it was trained on held-out subject(s) {', '.join(leaked)}")
     donor = keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
     try:
         model.set_weights(donor.get_weights())
@@ -356,7 +358,7 @@ def train(args) -> dict:
     else:
         model = build(args.target, args.architecture, args.learning_rate)
         if args.init_from:
-            state["initialised_from"] = initialise_from(model, args.init_from, [e.site for e in val_ex])
+            state["initialised_from"] = initialise_from(model, args.init_from, val_ex)
             log.info("initialised from %s", args.init_from)
 
     start = time.time() - state["seconds"]
@@ -481,7 +483,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/state.json")
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from this same-architecture network's weights, a shipped name or a .keras file (e.g. a lesion "
-                        "run from the cord network of the same fold); refused if it was trained on a held-out site")
+                        "run from the cord network of the same fold); refused if it was trained on a held-out image")
     return p
 
 

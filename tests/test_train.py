@@ -63,7 +63,7 @@ def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_p
     assert "polynomial decay" in card["learning_rate_schedule"]
 
 
-def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_site(tmp_path, spine_public):
+def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_image(tmp_path, spine_public):
     import keras
     from basicseg.infer import resolve_model
     from basicseg.models import custom_objects
@@ -72,7 +72,7 @@ def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_site(t
     out = tmp_path / "lesion"
     base = [str(spine_public), str(out), "--target", "lesion", "--architecture", "1", "--epochs", "0",
             "--subjects", "sub-unf01", "sub-9418", "--init-from", "cord-basicseg1"]
-    with pytest.raises(SystemExit, match="trained on held-out site.*UCL"):
+    with pytest.raises(SystemExit, match=r"trained on held-out subject.*sub-9418 \(UCL\)"):
         main(base + ["--val-subjects", "sub-9418"])
     assert main(base) == 0                              # no held-out images: a final run may start from it
     card = json.loads((out / "lesion-basicseg1.json").read_text())
