@@ -27,6 +27,7 @@ from . import __version__
 from .discovery import ImageJob
 from .io import write_json, write_nifti, write_tsv
 from .labels import image_stem
+from .postprocess import LESION_MIN_VOLUME_MM3
 
 SC_MASK = "space-orig_label-SC_mask.nii.gz"
 LESION_MASK = "space-orig_label-lesion_mask.nii.gz"
@@ -157,7 +158,10 @@ def write_image_outputs(job: ImageJob, seg, row: dict, models, config) -> None:
     # sidecars first, masks last: a mask on disk means the image is complete (is_done)
     write_tsv(job.output(out, PER_SLICE), per_slice_table(seg))
     for name, mask, model, kind, description in outputs:
-        write_json(job.output(out, name.replace(".nii.gz", ".json")), mask_sidecar(job, model, kind, description))
+        sidecar = mask_sidecar(job, model, kind, description)
+        if kind == "lesion":    # postprocess.lesion_mask's rule: smaller 3D components are not reported
+            sidecar["MinimumComponentVolumeMM3"] = LESION_MIN_VOLUME_MM3
+        write_json(job.output(out, name.replace(".nii.gz", ".json")), sidecar)
     if config.save_probabilities:
         for name, prob, model, kind in ((SC_PROB, seg.cord_prob, models.cord, "SC"),
                                         (LESION_PROB, seg.lesion_prob, models.lesion, "lesion")):

@@ -60,6 +60,8 @@ def test_sidecars_name_sources_and_models(demo_run):
         assert side["Type"] in ("ROI", "Lesion")
         # the shipped lesion model averages each box with its left-right mirror; the cord model does not
         assert side["Model"]["MirrorAverage"] is (side["Type"] == "Lesion")
+        # the lesion mask says which components it leaves out
+        assert ("MinimumComponentVolumeMM3" in side) is (side["Type"] == "Lesion")
 
 
 def test_morphometrics_and_reports(demo_run):

@@ -31,6 +31,8 @@ def test_lesion_components_touching_the_cord_kept_whole(zooms):
     prob[5:8, 5:8, 5] = 0.9                                   # outside the cord: dropped
     ii, jj = 30, int(30 + 3.5 / zooms[0])                     # one voxel in the cord, < min volume
     prob[ii, jj, 0] = 0.9
+    n = int(0.9 * LESION_MIN_VOLUME_MM3 / np.prod(zooms))      # a fragment just under the minimum volume
+    prob[30, 30 - n // 2:30 - n // 2 + n, 10] = 0.9
     bulge = np.zeros(shape, bool)                             # oedema the cord network left out: a lesion
     bulge[int(30 + 3 / zooms[0]):int(30 + 6 / zooms[0]), 28:33, 4:7] = True   # part in, part beyond the cord
     prob[bulge] = 0.8
