@@ -26,8 +26,9 @@ fold-A lesion 1 24
 fold-B lesion 1 18
 fold-C lesion 1 18
 final lesion 1 42
-fold-A cord 2 5
-fold-B cord 2 5
+fold-A cord 2 25
+fold-B cord 2 14
+fold-C cord 2 14
 fold-A cord 3 5
 final cord 2 5
 final cord 3 5
