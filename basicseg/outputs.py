@@ -149,18 +149,19 @@ def write_image_outputs(job: ImageJob, seg, row: dict, models, config) -> None:
     out = Path(config.output_dir)
     native = seg.volume.native
     to_native = seg.volume.to_native
+    # (file, mask, model, kind, description, sidecar fields beyond mask_sidecar's)
     outputs = [(SC_MASK, seg.cord, models.cord, "SC",
-                "Spinal cord mask (BASICseg U-Net), on the input image's grid")]
+                "Spinal cord mask (BASICseg U-Net), on the input image's grid", {})]
     if seg.lesion is not None:
         outputs.append((LESION_MASK, seg.lesion, models.lesion, "lesion",
                         "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
-                        "on the input image's grid"))
+                        "on the input image's grid",
+                        # postprocess.lesion_mask's rule: smaller 3D components are not reported
+                        {"MinimumComponentVolumeMM3": LESION_MIN_VOLUME_MM3}))
     # sidecars first, masks last: a mask on disk means the image is complete (is_done)
     write_tsv(job.output(out, PER_SLICE), per_slice_table(seg))
-    for name, mask, model, kind, description in outputs:
-        sidecar = mask_sidecar(job, model, kind, description)
-        if kind == "lesion":    # postprocess.lesion_mask's rule: smaller 3D components are not reported
-            sidecar["MinimumComponentVolumeMM3"] = LESION_MIN_VOLUME_MM3
+    for name, mask, model, kind, description, fields in outputs:
+        sidecar = mask_sidecar(job, model, kind, description) | fields
         write_json(job.output(out, name.replace(".nii.gz", ".json")), sidecar)
     if config.save_probabilities:
         for name, prob, model, kind in ((SC_PROB, seg.cord_prob, models.cord, "SC"),

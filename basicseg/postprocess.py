@@ -7,7 +7,7 @@ from scipy import ndimage
 # Smaller components are not reported as lesions. The leave-site-out fold networks leave recurring fragments
 # of high probability at fixed places in normal cord (median 7 mm3): at their last epoch 46 of 53 false
 # components were under 20 mm3, against 2 true-positive components, 12 and 17 mm3 fragments of missed 170-570
-# mm3 lesions (simulated lesions; README Models). 20 mm3 is a disc 2.9 mm wide on one 3 mm slice; the simulator's
+# mm3 lesions (simulated lesions; docs/models.md). 20 mm3 is a disc 2.9 mm wide on one 3 mm slice; the simulator's
 # smallest spindles (~14 mm3) fall under it, so lesions that small are not claimed detectable.
 LESION_MIN_VOLUME_MM3 = 20.0
 
