@@ -286,6 +286,29 @@ def test_mirror_average_follows_the_model_card(tmp_path):
     np.testing.assert_allclose(symmetric, symmetric[:, ::-1], atol=1e-6)
 
 
+def test_shipped_weights_have_cards_and_the_defaults_load():
+    """Every shipped network has a model card saying how it was made; the defaults load for inference,
+    the default lesion network being the paper's BASICseg-3 with its noise layer bypassed."""
+    import json
+    from basicseg.infer import DEFAULT_MODELS, WEIGHTS_DIR, load_model
+
+    shipped = sorted(WEIGHTS_DIR.glob("*.keras"))
+    assert {p.stem for p in shipped} >= set(DEFAULT_MODELS.values())
+    for path in shipped:
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert card["name"] == path.stem and card["command"].startswith("basicseg-train ")
+        assert card["training_images"] and card["epochs_run"] >= 1
+        assert (WEIGHTS_DIR / f"{path.stem}_curves.tsv").is_file()
+
+    lesion = load_model(DEFAULT_MODELS["lesion"])
+    assert lesion.card["architecture"] == "BASICseg-3" and "SIMULATED" in lesion.card["lesions"]
+    assert lesion.mirror and not of_type(lesion.keras, NoiseAdaptation)
+    assert tuple(lesion.keras.input_shape) == (None, 128, 128, 1)
+    assert tuple(lesion.keras.output_shape) == (None, 128, 128, 1)
+    cord = load_model(DEFAULT_MODELS["cord"])
+    assert cord.card["target"] == "cord" and not cord.mirror
+
+
 # ---------------------------------------------------------------------------- loss, metric
 def test_dice_coefficient_values():
     t = np.zeros((2, 4, 4, 1), "float32")
