@@ -34,6 +34,8 @@ fold-A cord 3 5
 final cord 2 5
 final cord 3 5
 fold-A lesion 3 45 8
+fold-C cord 3 5 2
+fold-C lesion 3 45 8
 final lesion 3 45 8
 "}
 

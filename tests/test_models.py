@@ -287,8 +287,8 @@ def test_mirror_average_follows_the_model_card(tmp_path):
 
 
 def test_shipped_weights_have_cards_and_the_defaults_load():
-    """Every shipped network has a model card saying how it was made; the defaults load for inference,
-    the default lesion network being the paper's BASICseg-3 with its noise layer bypassed."""
+    """Every shipped network has a model card saying how it was made; the defaults load for inference, and
+    the shipped BASICseg-3 lesion network loads with its noise layer bypassed."""
     import json
     from basicseg.infer import DEFAULT_MODELS, WEIGHTS_DIR, load_model
 
@@ -300,7 +300,8 @@ def test_shipped_weights_have_cards_and_the_defaults_load():
         assert card["training_images"] and card["epochs_run"] >= 1
         assert (WEIGHTS_DIR / f"{path.stem}_curves.tsv").is_file()
 
-    lesion = load_model(DEFAULT_MODELS["lesion"])
+    assert "SIMULATED" in load_model(DEFAULT_MODELS["lesion"]).card["lesions"]
+    lesion = load_model("lesion-basicseg3")
     assert lesion.card["architecture"] == "BASICseg-3" and "SIMULATED" in lesion.card["lesions"]
     assert lesion.mirror and not of_type(lesion.keras, NoiseAdaptation)
     assert tuple(lesion.keras.input_shape) == (None, 128, 128, 1)
