@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark the participant pipeline stage by stage, per image and per slice.
 
-    python bench/benchmark.py [BIDS_DIR ...] [--nprocs N] [--repeat R]
+    python bench/benchmark.py [BIDS_DIR ...] [--nprocs N] [--repeat R] [--cord-model M] [--lesion-model M]
 
 Default datasets: the embedded demo (demo/ds-demo) and ../shared/data/spine-public when present.
 Process start and imports are timed apart in a fresh interpreter; the model is loaded once; every other
@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("datasets", nargs="*", type=Path)
     p.add_argument("--nprocs", type=int)
     p.add_argument("--repeat", type=int, default=3)
+    # same names as the app's options: a shipped model name or a .keras path (e.g. lesion-basicseg3)
+    p.add_argument("--cord-model")
+    p.add_argument("--lesion-model")
     args = p.parse_args(argv)
     datasets = args.datasets or [d for d in (REPO / "demo" / "ds-demo", REPO.parent / "shared" / "data" /
                                              "spine-public") if d.is_dir()]
@@ -47,8 +50,10 @@ def main(argv=None) -> int:
 
     device = configure_tensorflow(args.nprocs)
     t0 = time.perf_counter()
-    models = Models.load(DEFAULT_MODELS["cord"], DEFAULT_MODELS["lesion"], DEFAULT_MODELS["localiser"])
-    print(f"model load (3 networks, once per process): {time.perf_counter() - t0:.2f} s; device: {device}")
+    cord, lesion = args.cord_model or DEFAULT_MODELS["cord"], args.lesion_model or DEFAULT_MODELS["lesion"]
+    models = Models.load(cord, lesion, DEFAULT_MODELS["localiser"])
+    print(f"model load ({cord}, {lesion}, localiser; once per process): {time.perf_counter() - t0:.2f} s; "
+          f"device: {device}")
     # warm-up: the first call of each network traces its graph
     first = discover(datasets[0], Path(tempfile.mkdtemp()))[0]
     with tempfile.TemporaryDirectory() as tmp:
