@@ -20,6 +20,7 @@ import platform
 import shlex
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -283,6 +284,54 @@ def build(target: str, architecture: int, learning_rate: float):
     return model
 
 
+def weight_average(momentum: float, path: Path):
+    """A callback keeping an exponential moving average of the trainable weights, updated after every batch
+    (``--ema``; 0.99 spans about the last 100 batches) and kept in ``path`` for ``--resume``. Written here
+    because the optimizers' own ``use_ema`` does not average under ``fit`` with the TensorFlow backend
+    (Keras 3.15: the average stayed equal to the weights). Batch-norm statistics are not averaged: they
+    are moving averages over a window of the same length already."""
+    import keras
+
+    class WeightAverage(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.average = list(np.load(path).values()) if path.is_file() else None
+
+        def on_train_batch_end(self, batch, logs=None):
+            weights = [v.numpy() for v in self.model.trainable_variables]
+            if self.average is None:
+                self.average = weights
+                return
+            for average, w in zip(self.average, weights):
+                average *= momentum
+                average += (1.0 - momentum) * w
+
+        def save(self):
+            from .io import atomic_path
+            with atomic_path(path) as tmp:
+                np.savez(tmp, *self.average)
+
+    return WeightAverage()
+
+
+@contextmanager
+def averaged_weights(model, average=None):
+    """Inside the block the network holds the moving average of its weights, which is what is validated,
+    selected and saved as the model; the raw weights, which training continues from, come back after it.
+    A no-op without an average (no ``--ema``)."""
+    if average is None or average.average is None:
+        yield model
+        return
+    raw = [v.numpy() for v in model.trainable_variables]
+    for variable, value in zip(model.trainable_variables, average.average):
+        variable.assign(value)
+    try:
+        yield model
+    finally:
+        for variable, value in zip(model.trainable_variables, raw):
+            variable.assign(value)
+
+
 def initialise_from(model, source: str, held_out: list) -> dict:
     """Start from the weights of a trained network of the same graph (a lesion network from the cord network of
     the same fold): it already finds the cord, so the lesion network's minutes go to the lesion. Refuses a source
@@ -361,6 +410,7 @@ def train(args) -> dict:
             state["initialised_from"] = initialise_from(model, args.init_from, val_ex)
             log.info("initialised from %s", args.init_from)
 
+    average = weight_average(args.ema, out / "weight_average.npz") if args.ema > 0 else None
     start = time.time() - state["seconds"]
     while state["epoch"] < args.epochs and (time.time() - start) < args.max_minutes * 60:
         epoch = state["epoch"] + 1
@@ -374,17 +424,21 @@ def train(args) -> dict:
         if args.target == "lesion":
             for e in train_ex:      # fresh lesions for the next epoch (~0.1 s each): a fixed set would be memorised
                 prepare_variants(e, "lesion", rng)
-        hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False)
-        scores = validate(model, val_pairs, args.target) if val_pairs else {}
+        hist = model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False,
+                         callbacks=[average] if average else None)
+        with averaged_weights(model, average):
+            scores = validate(model, val_pairs, args.target) if val_pairs else {}
+            val = float(np.nanmean(list(scores.values()))) if scores else float("nan")
+            if val_pairs and val > state["best_dice"]:    # model selection: best validation epoch, not the last
+                state.update(best_dice=val, best_epoch=epoch, best_scores=scores)
+                model.save(best_path)
         train_dice = float(hist.history["dice_coefficient"][0])
-        val = float(np.nanmean(list(scores.values()))) if scores else float("nan")
         row = {"epoch": epoch, "samples": len(x), "learning_rate": lr, "loss": float(hist.history["loss"][0]), "train_dice": train_dice, "val_dice": val,
                "seconds": round(time.time() - t0, 1), "slices_per_s": round(len(x) / (time.time() - t0), 1)}
         state["history"].append(row)
-        if val_pairs and val > state["best_dice"]:    # model selection: best validation epoch, not the last
-            state.update(best_dice=val, best_epoch=epoch, best_scores=scores)
-            model.save(best_path)
-        model.save(last_path)
+        model.save(last_path)           # the raw weights and the optimizer state, for --resume
+        if average:
+            average.save()
         state["epoch"], state["seconds"] = epoch, time.time() - start
         write_json(state_path, state)
         print(f"[{name}] epoch {epoch:3d}/{args.epochs} loss {row['loss']:.4f} train Dice {row['train_dice']:.3f} "
@@ -394,7 +448,8 @@ def train(args) -> dict:
     if not val_pairs and state["epoch"] and state["best_epoch"] != state["epoch"]:
         # final models: no held-out images, and the training Dice under augmentation is no selection signal,
         # so the last epoch -- taken at the end of the learning-rate decay -- is the model
-        model.save(best_path)
+        with averaged_weights(model, average):
+            model.save(best_path)
         state["best_epoch"] = state["epoch"]
         write_json(state_path, state)
 
@@ -431,6 +486,9 @@ def train(args) -> dict:
         "learning_rate_schedule": f"polynomial decay (power {LR_POLY_POWER}) over the run's epochs or wall time, "
                                   f"to {LR_FLOOR:.0%} of the base rate",
         "loss": "binary cross-entropy + soft Dice", "optimizer": "Adam", "seed": args.seed,
+        "weight_averaging": {"kind": "exponential moving average of the trainable weights, updated every batch",
+                             "momentum": args.ema}
+        if args.ema > 0 else None,
         "training_seconds": round(state["seconds"]), "device": device,
         "software": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__},
@@ -478,6 +536,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=25, help="batches of 32 per epoch")
     p.add_argument("--max-minutes", type=float, default=45.0, help="stop after this wall time")
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--ema", type=float, default=0.0, metavar="MOMENTUM",
+                   help="validate, select and ship an exponential moving average of the weights (e.g. 0.99: about the "
+                        "last 100 batches) instead of the last batch's; 0 (default) turns it off")
     p.add_argument("--seed", type=int, default=20190701)
     p.add_argument("--nprocs", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/state.json")

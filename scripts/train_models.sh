@@ -6,8 +6,9 @@
 # (minutes below, measured on the 2-core CPU that produced the shipped weights); runs are resumable, so
 # re-running with a larger cap continues where a run stopped. On a GPU raise the caps.
 # Lesion networks start from the cord network of the same fold and architecture (--init-from).
-# PLAN (one "kind target architecture minutes [epochs]" per line; kind = final or fold A/B/C; epochs, default
-# 500, also bounds the run and sets the span of the learning-rate decay) can be overridden.
+# PLAN (one "kind target architecture minutes [epochs [ema]]" per line; kind = final or fold A/B/C; epochs, default
+# 500, also bounds the run and sets the span of the learning-rate decay; ema, the momentum of the moving average
+# of the weights that is validated and shipped, default none) can be overridden.
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
@@ -48,10 +49,11 @@ keras.models.load_model(sys.argv[1], custom_objects=custom_objects(), compile=Fa
   cp "$1/$2.json" "$1/$2_curves.tsv" "$1/$2_curves.png" "$WEIGHTS/"
 }
 
-while read -r kind target arch minutes epochs; do
+while read -r kind target arch minutes epochs ema; do
   [[ -z "$kind" ]] && continue
   model=$(name "$target" "$arch")
   args=(--target "$target" --architecture "$arch" --epochs "${epochs:-500}" --max-minutes "$minutes" --nprocs "$NPROCS" --steps "$STEPS" --resume)
+  [[ -n "${ema:-}" ]] && args+=(--ema "$ema")
   run=$([[ $kind == final ]] && echo final || echo "cv-${kind#fold-}")
   donor="$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch.keras"
   # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained

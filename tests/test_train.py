@@ -80,3 +80,34 @@ def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_image(
     started = keras.models.load_model(out / "lesion-basicseg1.keras", custom_objects=custom_objects(), compile=False)
     cord = keras.models.load_model(donor, custom_objects=custom_objects(), compile=False)
     assert all(np.array_equal(a, b) for a, b in zip(started.get_weights(), cord.get_weights()))
+
+
+def test_weight_average_is_the_mean_of_the_batches_and_what_is_saved(tmp_path, spine_public):
+    import keras
+    from basicseg.models import custom_objects
+    from basicseg.train import averaged_weights, weight_average
+
+    # the arithmetic, on a one-weight network: after batches leaving w1 then w2, average = m w1 + (1 - m) w2
+    net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    average = weight_average(0.75, tmp_path / "avg.npz")
+    average.set_model(net)
+    for w in (4.0, 8.0):
+        net.set_weights([np.array([[w]], np.float32)])
+        average.on_train_batch_end(0)
+    with averaged_weights(net, average):
+        assert net.get_weights()[0][0, 0] == pytest.approx(0.75 * 4 + 0.25 * 8)
+    assert net.get_weights()[0][0, 0] == 8.0              # the raw weights come back for training to go on
+
+    # a real run: the shipped network holds the average, the resumable checkpoint the raw weights
+    out = tmp_path / "final"
+    args = [str(spine_public), str(out), "--target", "cord", "--architecture", "3", "--epochs", "2",
+            "--steps", "2", "--subjects", "sub-unf01", "--seed", "5", "--ema", "0.9"]
+    assert main(args) == 0
+    card = json.loads((out / "cord-basicseg3.json").read_text())
+    assert card["weight_averaging"]["momentum"] == 0.9
+    shipped = keras.models.load_model(out / "cord-basicseg3.keras", custom_objects=custom_objects(), compile=False)
+    raw = keras.models.load_model(out / "cord-basicseg3.last.keras", custom_objects=custom_objects(), compile=False)
+    kept = list(np.load(out / "weight_average.npz").values())
+    assert all(np.array_equal(a, v.numpy()) for a, v in zip(kept, shipped.trainable_variables))
+    assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(shipped.trainable_variables,
+                                                                         raw.trainable_variables))
