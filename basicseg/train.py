@@ -439,6 +439,8 @@ def train(args) -> dict:
         model.save(last_path)           # the raw weights and the optimizer state, for --resume
         if average:
             average.save()
+            with averaged_weights(model, average):     # what a final run stopped here would ship
+                model.save(out / f"{name}.last-average.keras")
         state["epoch"], state["seconds"] = epoch, time.time() - start
         write_json(state_path, state)
         print(f"[{name}] epoch {epoch:3d}/{args.epochs} loss {row['loss']:.4f} train Dice {row['train_dice']:.3f} "

@@ -23,6 +23,8 @@ for f in A B C; do
     # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
     for kept in "" last; do
       model="$RUNS/cv-$f-lesion-basicseg$arch/lesion-basicseg$arch${kept:+.$kept}.keras"
+      # a run with --ema: its last epoch's moving average, not the raw weights it would resume from
+      [[ $kept == last && -f "${model%.keras}-average.keras" ]] && model="${model%.keras}-average.keras"
       out="$RUNS/cv-$f-eval-lesion$arch${kept:+-$kept}"
       [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
       python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \

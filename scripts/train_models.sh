@@ -31,13 +31,13 @@ final lesion 1 42
 fold-A cord 2 25
 fold-B cord 2 14
 fold-C cord 2 14
-fold-A cord 3 60 8
+fold-C cord 3 60 8 0.99
+fold-C lesion 3 60 8 0.99
+fold-A cord 3 60 8 0.99
+fold-A lesion 3 60 8 0.99
 final cord 2 5
-final cord 3 5
-fold-A lesion 3 60 8
-fold-C cord 3 60 8
-fold-C lesion 3 60 8
-final lesion 3 45 8
+final cord 3 60 8 0.99
+final lesion 3 60 8 0.99
 "}
 
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C

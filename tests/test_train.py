@@ -107,6 +107,7 @@ def test_weight_average_is_the_mean_of_the_batches_and_what_is_saved(tmp_path, s
     assert card["weight_averaging"]["momentum"] == 0.9
     shipped = keras.models.load_model(out / "cord-basicseg3.keras", custom_objects=custom_objects(), compile=False)
     raw = keras.models.load_model(out / "cord-basicseg3.last.keras", custom_objects=custom_objects(), compile=False)
+    assert (out / "cord-basicseg3.last-average.keras").is_file()
     kept = list(np.load(out / "weight_average.npz").values())
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(kept, shipped.trainable_variables))
     assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(shipped.trainable_variables,
