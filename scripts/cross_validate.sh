@@ -27,7 +27,8 @@ for f in A B C; do
       [[ $kept == last && -f "${model%.keras}-average.keras" ]] && model="${model%.keras}-average.keras"
       out="$RUNS/cv-$f-eval-lesion$arch${kept:+-$kept}"
       [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
-      python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 \
+      # --mirror as the lesion cards say: a .last file has no card beside it, and would be scored without it
+      python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 --mirror \
         --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
         --lesion-model "$model" --sites "${held[@]}"
     done
