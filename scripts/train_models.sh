@@ -35,6 +35,8 @@ fold-C cord 3 60 8 0.99
 fold-C lesion 3 60 8 0.99
 fold-A cord 3 60 8 0.99
 fold-A lesion 3 60 8 0.99
+fold-B cord 3 60 8 0.99
+fold-B lesion 3 60 8 0.99
 final cord 2 5
 final cord 3 60 8 0.99
 final lesion 3 60 8 0.99
