@@ -2,7 +2,7 @@
 """BIDS App entry point: run.py bids_dir output_dir {participant,group} [options]."""
 import sys
 
-from basicseg.cli import main
+from bidsapp.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

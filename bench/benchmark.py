@@ -22,7 +22,7 @@ STAGES = ["load", "centreline", "crop", "inference", "backprojection", "recentre
 
 
 def time_imports() -> float:
-    code = "import basicseg.participant, basicseg.cli, tensorflow"
+    code = "import bidsapp.participant, bidsapp.cli, tensorflow"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     return time.perf_counter() - t0
@@ -42,11 +42,13 @@ def main(argv=None) -> int:
     import numpy as np
 
     print(f"process start + imports (fresh interpreter): {time_imports():.2f} s")
-    from basicseg.cli import Config
-    from basicseg.discovery import discover
-    from basicseg.infer import configure_tensorflow, DEFAULT_MODELS
-    from basicseg import outputs
-    from basicseg.participant import Models, process_image
+    from bidsapp.cli import Config
+    from bidsapp.discovery import discover
+    from basicseg.segment.infer import configure_tensorflow
+    from basicseg.networks.registry import DEFAULT_MODELS
+    from bidsapp import write as outputs
+    from basicseg.segment.pipeline import Models
+    from bidsapp.participant import process_image
 
     device = configure_tensorflow(args.nprocs)
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ for f in A B C; do
     model="$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch.keras"
     out="$RUNS/cv-$f-eval-cord$arch"
     [[ -f "$model" && ! "$out/eval_cord_images.tsv" -nt "$model" ]] || continue
-    python -m basicseg.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
+    python -m basicseg.training.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
       --sites "${held[@]}"
   done
   for arch in 1 3; do
@@ -28,7 +28,7 @@ for f in A B C; do
       out="$RUNS/cv-$f-eval-lesion$arch${kept:+-$kept}"
       [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
       # --mirror as the lesion cards say: a .last file has no card beside it, and would be scored without it
-      python -m basicseg.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 --mirror \
+      python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 --mirror \
         --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
         --lesion-model "$model" --sites "${held[@]}"
     done

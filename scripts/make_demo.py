@@ -67,7 +67,7 @@ def crop_window(img: nib.Nifti1Image, mask: np.ndarray, n_slices: int | None) ->
 
 
 def main() -> int:
-    from basicseg.simulate import simulate_lesion_nifti
+    from basicseg.training.simulate import simulate_lesion_nifti
 
     if OUT.exists():
         shutil.rmtree(OUT)

@@ -16,7 +16,7 @@ RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "train_runs"
 def shipped() -> None:
     print("| model | architecture | trained on | epochs (best) | training time | selection |")
     print("|---|---|---|---|---|---|")
-    for card_path in sorted((REPO / "basicseg" / "weights").glob("*.json")):
+    for card_path in sorted((REPO / "basicseg" / "networks" / "weights").glob("*.json")):
         c = json.loads(card_path.read_text())
         images = len(c["training_images"])
         print(f"| `{c['name']}` | {c['architecture'].split(' (')[0]} | {images} images, {len(c['training_sites'])} sites"

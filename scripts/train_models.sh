@@ -2,7 +2,7 @@
 # Regenerate every shipped model and the leave-site-out validation runs behind the README's figures.
 #   bash scripts/train_models.sh [BIDS_DIR] [RUNS_DIR]
 # Defaults: ../shared/data/spine-public and train_runs/. Final models (trained on all sites) are copied
-# into basicseg/weights/ with their model cards and learning curves. Each run is capped in wall time
+# into basicseg/networks/weights/ with their model cards and learning curves. Each run is capped in wall time
 # (minutes below, measured on the 2-core CPU that produced the shipped weights); runs are resumable, so
 # re-running with a larger cap continues where a run stopped. On a GPU raise the caps.
 # Lesion networks start from the cord network of the same fold and architecture (--init-from).
@@ -14,7 +14,7 @@ BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
 NPROCS=${NPROCS:-2}
 STEPS=${STEPS:-50}          # batches of 32 per epoch; validation runs after each epoch
-WEIGHTS=basicseg/weights
+WEIGHTS=basicseg/networks/weights
 PLAN=${PLAN:-"
 final localiser 1 6
 final cord 1 50
@@ -61,11 +61,11 @@ while read -r kind target arch minutes epochs ema; do
   # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained
   [[ $target == lesion && -f "$donor" ]] && args+=(--init-from "$donor")
   if [[ $kind == final ]]; then
-    python -m basicseg.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
+    python -m basicseg.training.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
     ship "$RUNS/final-$model" "$model"
   else
     fold=${kind#fold-}
     mapfile -t held < <(held_out_sites "$fold")
-    python -m basicseg.train "$BIDS" "$RUNS/cv-$fold-$model" "${args[@]}" --val-sites "${held[@]}"
+    python -m basicseg.training.train "$BIDS" "$RUNS/cv-$fold-$model" "${args[@]}" --val-sites "${held[@]}"
   fi
 done <<< "$PLAN"

@@ -1,8 +1,8 @@
 """Augmentation geometry: the oblique-slice stretch and the box transforms it is part of."""
 import numpy as np
 
-from basicseg import augment
-from basicseg.crop import crop_slices
+from basicseg.training import augment
+from basicseg.segment.crop import crop_slices
 
 
 def test_oblique_stretch_is_a_cosine_shrink_along_one_direction(monkeypatch):

@@ -1,4 +1,4 @@
-"""Command line: BIDS App conventions and the exit codes of DESIGN section 3 (no models needed)."""
+"""Command line: BIDS App conventions and the exit codes of the BIDS App execution spec (no models needed)."""
 import json
 import shutil
 import subprocess
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from basicseg import __version__
-from basicseg.cli import main, parse_config
-from basicseg.discovery import discover, read_filter_file
-from basicseg.exits import BasicsegError
+from bidsapp.cli import main, parse_config
+from bidsapp.discovery import discover, read_filter_file
+from basicseg.errors import BasicsegError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -3,11 +3,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from basicseg.centerline import centres_from_mask, smooth_path
-from basicseg.crop import MATRIX, crop_slices, uncrop_slices
-from basicseg.exits import DATA_ERR, BasicsegError
-from basicseg.labels import find_reference
-from basicseg.load import axial_problem, load_axial, load_mask
+from basicseg.segment.centerline import centres_from_mask, smooth_path
+from basicseg.segment.crop import MATRIX, crop_slices
+from basicseg.segment.backproject import uncrop_slices
+from basicseg.errors import DATA_ERR, BasicsegError
+from basicseg.references import find_reference
+from basicseg.segment.load import axial_problem, load_axial, load_mask
 
 
 def dice(a, b):

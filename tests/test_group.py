@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basicseg import exits
-from basicseg.group import run_group
+from basicseg import errors as exits
+from bidsapp.group.run import run_group
 
 SHAPE = (24, 24, 10)
 AFFINE = np.array([[-0.5, 0, 0, 6.0], [0, 0.5, 0, -6.0], [0, 0, 3.0, -15.0], [0, 0, 0, 1]])  # x flipped (LPS-like)
@@ -241,7 +241,7 @@ def test_spearman_recorded_cor_test_numbers():
 
 
 def test_cli_group(synthetic, tmp_path):
-    from basicseg.cli import main
+    from bidsapp.cli import main
 
     bids, out, other = synthetic
     assert main([str(bids), str(out), "group", "--compare", f"sct={other}", "--outcome", "LEMS_discharge",
@@ -254,7 +254,7 @@ def test_cli_group(synthetic, tmp_path):
 
 
 def test_matplotlib_config_dir_when_home_unwritable(monkeypatch, tmp_path):
-    from basicseg import group
+    from bidsapp.group import run as group
 
     monkeypatch.delenv("MPLCONFIGDIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "does-not-exist"))

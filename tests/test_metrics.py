@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from basicseg.metrics import (dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error,
-                              surface_distances, volume_mm3)
+from basicseg.measure.scores import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error, surface_distances, volume_mm3
 
 SHAPE = (30, 30, 30)
 

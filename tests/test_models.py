@@ -1,11 +1,11 @@
-"""Tests for basicseg.models: the BASICseg U-Net graphs, the noise layer, loss and metric."""
+"""Tests for basicseg.networks.unet: the BASICseg U-Net graphs, the noise layer, loss and metric."""
 import numpy as np
 import pytest
 
 keras = pytest.importorskip("keras")
 
-from basicseg import models  # noqa: E402
-from basicseg.models import NoiseAdaptation  # noqa: E402
+from basicseg.networks import unet as models  # noqa: E402
+from basicseg.networks.unet import NoiseAdaptation  # noqa: E402
 
 # Keras 3.15's own Variable -> numpy conversion warns under numpy 2; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -265,7 +265,7 @@ def test_save_load_round_trip(tmp_path):
 def test_mirror_average_follows_the_model_card(tmp_path):
     """infer.Model averages a box and its left-right mirror when the card says so (the lesion models)."""
     import json
-    from basicseg.infer import Model
+    from basicseg.segment.infer import Model
 
     path = tmp_path / "lesion-basicseg1.keras"
     small(1, seed=4).save(path)
@@ -290,7 +290,8 @@ def test_shipped_weights_have_cards_and_the_defaults_load():
     """Every shipped network has a model card saying how it was made; the defaults load for inference, and
     the shipped BASICseg-3 lesion network loads with its noise layer bypassed."""
     import json
-    from basicseg.infer import DEFAULT_MODELS, WEIGHTS_DIR, load_model
+    from basicseg.networks.registry import DEFAULT_MODELS, WEIGHTS_DIR
+    from basicseg.segment.infer import load_model
 
     shipped = sorted(WEIGHTS_DIR.glob("*.keras"))
     assert {p.stem for p in shipped} >= set(DEFAULT_MODELS.values())

@@ -38,7 +38,7 @@ import math
 import numpy as np
 import pytest
 
-from basicseg.morphometrics import KEYS, compute_morphometrics, csa_per_slice, qc_flags, slice_geometry
+from basicseg.measure.morphometrics import KEYS, compute_morphometrics, csa_per_slice, qc_flags, slice_geometry
 
 R, A, B, C, D = 4.0, 2.5, 2.0, 7.5, 1.0
 TILT_DEG = 20.0

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from basicseg.cli import main
-from basicseg.labels import find_reference
-from basicseg.validate import errors, validator_report
+from bidsapp.cli import main
+from basicseg.references import find_reference
+from bidsapp.validate import errors, validator_report
 
 pytestmark = pytest.mark.slow
 

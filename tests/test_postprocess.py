@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from basicseg.postprocess import LESION_MIN_VOLUME_MM3, cord_mask, lesion_mask
+from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3, cord_mask, lesion_mask
 
 
 def tube(shape, centre, radius_vox):
@@ -46,7 +46,7 @@ def test_lesion_components_touching_the_cord_kept_whole(zooms):
 def test_recentre_moves_boxes_onto_the_found_cord():
     """A path 3 mm posterior of the cord (the localiser against a canal wall) is moved onto the cord;
     slices where no cord was found keep their centre."""
-    from basicseg.participant import recentre
+    from basicseg.segment.pipeline import recentre
 
     zooms = (0.5, 0.5, 3.0)
     prob = tube((60, 60, 10), (30, 34), 8).astype(np.float32)

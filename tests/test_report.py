@@ -20,8 +20,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from basicseg.morphometrics import compute_morphometrics, qc_flags
-from basicseg.report import ImageReport, mosaic_slices, write_subject_report
+from basicseg.measure.morphometrics import compute_morphometrics, qc_flags
+from bidsapp.report.subject import ImageReport, mosaic_slices, write_subject_report
 
 CHROMIUM = shutil.which("chromium")
 SUBJECT = "errsm11"
@@ -133,7 +133,7 @@ def test_mosaic_slices():
 
 
 def test_mplconfigdir_fallback_when_home_is_not_writable(tmp_path):
-    code = "import os, basicseg.report; print(os.environ.get('MPLCONFIGDIR'))"
+    code = "import os, bidsapp.report.subject; print(os.environ.get('MPLCONFIGDIR'))"
     env = {k: v for k, v in os.environ.items() if k != "MPLCONFIGDIR"}
     out = subprocess.run([sys.executable, "-c", code], env={**env, "HOME": str(tmp_path / "missing")},
                          capture_output=True, text=True, check=True).stdout.strip()

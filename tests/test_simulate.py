@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from basicseg import simulate as sim_mod
-from basicseg.simulate import (LesionParams, sample_params, simulate_lesion, simulate_lesion_detailed,
-                               simulate_lesion_nifti)
+from basicseg.training import simulate as sim_mod
+from basicseg.training.simulate import LesionParams, sample_params, simulate_lesion, simulate_lesion_detailed, simulate_lesion_nifti
 
 IMAGES = {
     "errsm11": ("sub-errsm11/anat/sub-errsm11_T2w.nii.gz",
@@ -26,7 +25,7 @@ class Case:
         canon = nib.as_closest_canonical(self.img)
         self.data = canon.get_fdata(dtype=np.float32)
         self.cord = nib.as_closest_canonical(self.ref).get_fdata() > 0.5
-        self.zooms = tuple(float(z) for z in np.linalg.norm(canon.affine[:3, :3], axis=0))   # as basicseg.load
+        self.zooms = tuple(float(z) for z in np.linalg.norm(canon.affine[:3, :3], axis=0))   # as basicseg.segment.load
         ks = np.flatnonzero(self.cord.any(axis=(0, 1)))
         self.mid = int(ks[len(ks) // 2])
 

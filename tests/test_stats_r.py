@@ -279,7 +279,7 @@ def test_group_table2_matches_lmertest(tmp_path):
     """End to end: run_group's table2.tsv equals lmerTest fitted on run_group's own dice_per_slice.tsv."""
     from test_group import build
 
-    from basicseg.group import run_group
+    from bidsapp.group.run import run_group
 
     bids, out, other = build(tmp_path)
     assert run_group(bids, out, compare=[f"sct={other}"]) == 0

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from basicseg.infer import Model
-from basicseg.train import LR_FLOOR, decayed_learning_rate, labelled_images, main, subject_sites
+from basicseg.segment.infer import Model
+from basicseg.training.train import LR_FLOOR, decayed_learning_rate, labelled_images, main, subject_sites
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,8 @@ def test_final_model_without_held_out_images_is_the_last_epoch(tmp_path, spine_p
 
 def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_image(tmp_path, spine_public):
     import keras
-    from basicseg.infer import resolve_model
-    from basicseg.models import custom_objects
+    from basicseg.networks.registry import resolve_model
+    from basicseg.networks.unet import custom_objects
 
     donor = resolve_model("cord-basicseg1")             # the shipped cord network: trained on every site
     out = tmp_path / "lesion"
@@ -84,8 +84,8 @@ def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_image(
 
 def test_weight_average_is_the_mean_of_the_batches_and_what_is_saved(tmp_path, spine_public):
     import keras
-    from basicseg.models import custom_objects
-    from basicseg.train import averaged_weights, weight_average
+    from basicseg.networks.unet import custom_objects
+    from basicseg.training.train import averaged_weights, weight_average
 
     # the arithmetic, on a one-weight network: after batches leaving w1 then w2, average = m w1 + (1 - m) w2
     net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])

@@ -40,7 +40,7 @@ Choices the paper leaves open, or where this module deviates:
   other weights shared). It returns BASICseg-1/2 unchanged, so inference code may call it on
   any architecture.
 * **Loss**: the paper's loss is not restated here; training uses :func:`bce_dice_loss`
-  (binary cross-entropy + 1 - soft Dice), which DESIGN.md §2 measured to converge well.
+  (binary cross-entropy + 1 - soft Dice), which converged well in short CPU runs (docs/models.md).
 
 Parameters with the defaults: BASICseg-1 490,993; BASICseg-2 1,966,753 (1,963,809 trainable,
 the rest BN moving statistics); BASICseg-3 1,967,009 (+ 16 x 16 noise matrix), 1,966,753 once

@@ -27,15 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from . import augment
-from .centerline import centres_from_mask, resample_slices, smooth_path
-from .crop import crop_slices, normalise, uncrop_slices
-from .infer import predict_batches
-from .io import write_json, write_tsv
-from .labels import find_reference
-from .load import AxialVolume, load_axial, load_mask
-from .metrics import dice
+from basicseg import __version__
+from basicseg.training import augment
+from basicseg.segment.centerline import centres_from_mask, resample_slices, smooth_path
+from basicseg.segment.crop import crop_slices
+from basicseg.segment.normalise import normalise
+from basicseg.segment.backproject import uncrop_slices
+from basicseg.segment.infer import predict_batches
+from basicseg.io import write_json, write_tsv
+from basicseg.references import find_reference
+from basicseg.segment.load import AxialVolume, load_axial, load_mask
+from basicseg.measure.scores import dice
 
 log = logging.getLogger("basicseg.train")
 
@@ -126,7 +128,7 @@ def prepare_variants(example: Example, target: str, rng: np.random.Generator, le
     and for lesion models simulated lesions (before thick-slicing, as a scanner would average them)."""
     data, cord = example.volume.data, example.cord
     if target == "lesion":
-        from .simulate import simulate_lesion
+        from basicseg.training.simulate import simulate_lesion
         bases = []
         for _ in range(lesions):
             img, lesion, _ = simulate_lesion(data, cord, example.volume.zooms, rng)
@@ -248,7 +250,7 @@ def validation_set(examples, target, seed):
     out = []
     for e in examples:
         if target == "lesion":
-            from .simulate import simulate_lesion
+            from basicseg.training.simulate import simulate_lesion
             for r in range(2):
                 img, lesion, _ = simulate_lesion(e.volume.data, e.cord, e.volume.zooms, rng)
                 out.append((f"{e.name}_sim-{r + 1}", e, img.astype(np.float32), lesion))
@@ -277,7 +279,7 @@ def validate(keras_model, val_pairs, target) -> dict[str, float]:
 
 def build(target: str, architecture: int, learning_rate: float):
     import keras
-    from .models import bce_dice_loss, build_localiser, build_model, dice_coefficient
+    from basicseg.networks.unet import bce_dice_loss, build_localiser, build_model, dice_coefficient
 
     model = build_localiser() if target == "localiser" else build_model(architecture)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=bce_dice_loss, metrics=[dice_coefficient])
@@ -307,7 +309,7 @@ def weight_average(momentum: float, path: Path):
                 average += (1.0 - momentum) * w
 
         def save(self):
-            from .io import atomic_path
+            from basicseg.io import atomic_path
             with atomic_path(path) as tmp:
                 np.savez(tmp, *self.average)
 
@@ -338,8 +340,8 @@ def initialise_from(model, source: str, held_out: list) -> dict:
     trained on any image this run holds out (``held_out``: the validation examples), which would leak them into
     the validation figures."""
     import keras
-    from .infer import model_card, resolve_model
-    from .models import custom_objects
+    from basicseg.networks.registry import model_card, resolve_model
+    from basicseg.networks.unet import custom_objects
 
     path = resolve_model(source)
     card = model_card(path)
@@ -372,8 +374,8 @@ def model_name(target: str, architecture: int) -> str:
 def train(args) -> dict:
     import keras
     import tensorflow as tf
-    from .infer import configure_tensorflow
-    from .models import custom_objects
+    from basicseg.segment.infer import configure_tensorflow
+    from basicseg.networks.unet import custom_objects
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -506,7 +508,7 @@ def plot_curves(history: pd.DataFrame, path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .io import atomic_path
+    from basicseg.io import atomic_path
 
     if history.empty:
         return

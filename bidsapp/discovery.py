@@ -5,11 +5,11 @@ import json
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .exits import DATA_ERR, NO_INPUT, NO_MATCH, USAGE, BasicsegError
-from .labels import image_stem, split_suffix
+from basicseg.errors import DATA_ERR, NO_INPUT, NO_MATCH, USAGE, BasicsegError
+from basicseg.references import image_stem, split_suffix
 
 log = logging.getLogger("basicseg")
 
@@ -28,6 +28,8 @@ class ImageJob:
     session: str | None
     entities: dict
     prefix: str              # output name stem: the input's entities without its suffix
+    centreline: Path | None = None   # its centreline mask, when --centerline names a folder of them
+    problem: str | None = None       # found at discovery; the image then fails with this message
 
     @property
     def suffix(self) -> str:
@@ -88,7 +90,7 @@ def index(bids_dir: Path, work_dir: Path | None, participant_labels=None):
 
 
 def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=None, session_labels=None,
-             filter_file: Path | None = None) -> list[ImageJob]:
+             filter_file: Path | None = None, centreline_dir: Path | None = None) -> list[ImageJob]:
     bids_dir = Path(bids_dir).resolve()
     participant_labels = [strip_prefix(p, "sub-") for p in participant_labels or []]
     session_labels = [strip_prefix(s, "ses-") for s in session_labels or []]
@@ -107,6 +109,8 @@ def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=No
         query["session"] = session_labels
     files = layout.get(return_type="object", **query)
     jobs = [_job(bids_dir, f) for f in files]
+    if centreline_dir is not None:
+        jobs = [with_centreline(job, Path(centreline_dir)) for job in jobs]
     if not jobs:
         what = ", ".join(f"{k}={v}" for k, v in query.items())
         raise BasicsegError(f"no images matched in {bids_dir} ({what})", NO_MATCH)
@@ -120,3 +124,22 @@ def _job(bids_dir: Path, bids_file) -> ImageJob:
     return ImageJob(path=path, relpath=path.relative_to(bids_dir).as_posix(), subject=str(entities["subject"]),
                     session=str(entities["session"]) if entities.get("session") else None,
                     entities=entities, prefix=prefix)
+
+
+def with_centreline(job: ImageJob, folder: Path) -> ImageJob:
+    try:
+        return replace(job, centreline=find_centreline_mask(folder, job))
+    except BasicsegError as exc:
+        return replace(job, problem=str(exc))
+
+
+def find_centreline_mask(folder: Path, job: ImageJob) -> Path:
+    base = job.out_dir(folder)
+    stem = image_stem(job.path)
+    for name in (f"{stem}_centerline", f"{stem}_label-centerline_mask", f"{job.prefix}_label-centerline_mask",
+                 f"{job.prefix}_desc-centerline_mask"):
+        for ext in (".nii.gz", ".nii"):
+            if (base / (name + ext)).is_file():
+                return base / (name + ext)
+    raise BasicsegError(f"{job.relpath}: no centreline mask under {base} "
+                        f"(expected {stem}_centerline.nii.gz or {job.prefix}_label-centerline_mask.nii.gz)", NO_INPUT)

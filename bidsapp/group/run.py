@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import exits
-from .io import write_json, write_text, write_tsv
-from .labels import find_reference, image_stem, split_suffix
+from basicseg import errors as exits
+from basicseg.io import write_json, write_text, write_tsv
+from basicseg.references import find_reference, image_stem, split_suffix
 
 log = logging.getLogger("basicseg")
 
@@ -265,7 +265,7 @@ def one_per_participant(joined: pd.DataFrame, state: GroupState, analysis: str) 
 
 
 def regressions(joined: pd.DataFrame, state: GroupState, outcomes=None, predictors=None, alpha=0.05) -> pd.DataFrame:
-    from .stats import RegressionResult, regress
+    from basicseg.stats import RegressionResult, regress
 
     outcomes = list(outcomes) if outcomes else default_outcomes(joined)
     predictors = list(predictors) if predictors else [DEFAULT_PREDICTOR]
@@ -336,7 +336,7 @@ def method_masks(bids_dir: Path, output_dir: Path, source: str, compare: dict[st
 
 
 def dice_table(joined: pd.DataFrame, state: GroupState, compare: dict[str, Path]) -> pd.DataFrame:
-    from .metrics import dice_per_slice
+    from basicseg.measure.scores import dice_per_slice
 
     analysis = "segmentation comparison"
     rows = []
@@ -404,7 +404,7 @@ TABLE2_ANALYSES = [
 
 def table2(dice: pd.DataFrame, state: GroupState, reference_method: str = "basicseg") -> pd.DataFrame:
     """The paper's Table 2: mixed models of per-slice Dice with a random intercept per participant."""
-    from .stats import fit_lmm
+    from basicseg.stats import fit_lmm
 
     rows = []
     methods = sorted(dice["method"].unique()) if len(dice) else []
@@ -492,7 +492,7 @@ def _safe(name: str) -> str:
 
 
 def _save(fig, path: Path):
-    from .io import atomic_path
+    from basicseg.io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .exits import INVALID_BIDS, BasicsegError
+from basicseg.errors import INVALID_BIDS, BasicsegError
 
 log = logging.getLogger("basicseg")
 VALIDATOR = "bids-validator-deno"

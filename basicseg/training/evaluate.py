@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .infer import DEFAULT_MODELS, configure_tensorflow
-from .io import write_tsv
-from .load import AxialVolume
-from .metrics import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
-from .participant import RECENTRE_PASSES, Models, segment
-from .train import load_examples
+from basicseg.networks.registry import DEFAULT_MODELS
+from basicseg.segment.infer import configure_tensorflow
+from basicseg.io import write_tsv
+from basicseg.segment.load import AxialVolume
+from basicseg.measure.scores import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
+from basicseg.segment.pipeline import RECENTRE_PASSES, Models, segment
+from basicseg.training.train import load_examples
 
 log = logging.getLogger("basicseg")
 
@@ -56,7 +57,7 @@ def evaluate(args) -> pd.DataFrame:
     for e in examples:
         cases = [(e.name, e.volume, e.cord)]
         if args.target == "lesion":
-            from .simulate import simulate_lesion
+            from basicseg.training.simulate import simulate_lesion
             cases = []
             for r in range(args.lesions_per_image):
                 img, lesion, _ = simulate_lesion(e.volume.data, e.cord, e.volume.zooms, rng)

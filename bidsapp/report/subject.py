@@ -55,9 +55,9 @@ from matplotlib.figure import Figure                         # noqa: E402
 from matplotlib.lines import Line2D                          # noqa: E402
 from matplotlib.ticker import MaxNLocator                    # noqa: E402
 
-from . import __version__                                   # noqa: E402
-from .io import atomic_path, write_text                     # noqa: E402
-from .morphometrics import LABELS, csa_per_slice, slice_geometry  # noqa: E402
+from basicseg import __version__                                   # noqa: E402
+from basicseg.io import atomic_path, write_text                     # noqa: E402
+from basicseg.measure.morphometrics import LABELS, csa_per_slice, slice_geometry  # noqa: E402
 
 FIELD_MM = 30.0             # width of each axial tile, centred on the cord
 MAX_TILES = 24

@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .exits import DATA_ERR, BasicsegError
+from basicseg.errors import DATA_ERR, BasicsegError
 
 # A volume whose voxel sizes differ by less than this ratio is treated as 3D near-isotropic and
 # resliced axially; otherwise its thick-slice axis must be the inferior-superior one.

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .discovery import ImageJob
-from .io import write_json, write_nifti, write_tsv
-from .labels import image_stem
-from .postprocess import LESION_MIN_VOLUME_MM3
+from basicseg import __version__
+from bidsapp.discovery import ImageJob
+from basicseg.io import write_json, write_nifti, write_tsv
+from basicseg.references import image_stem
+from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
 
 SC_MASK = "space-orig_label-SC_mask.nii.gz"
 LESION_MASK = "space-orig_label-lesion_mask.nii.gz"
@@ -110,7 +110,7 @@ def identity(job: ImageJob) -> dict:
 
 
 def morphometrics_row(job: ImageJob, seg, models) -> dict:
-    from .morphometrics import compute_morphometrics, qc_flags
+    from basicseg.measure.morphometrics import compute_morphometrics, qc_flags
 
     # lesion=None (no lesion model ran) gives NaN lesion metrics: unknown, not zero
     metrics = compute_morphometrics(seg.cord, seg.lesion, seg.volume.affine)
@@ -123,7 +123,7 @@ def morphometrics_row(job: ImageJob, seg, models) -> dict:
 
 
 def per_slice_table(seg) -> pd.DataFrame:
-    from .morphometrics import csa_per_slice
+    from basicseg.measure.morphometrics import csa_per_slice
 
     table = csa_per_slice(seg.cord, seg.volume.affine, lesion=seg.lesion)
     table["centerline_i"] = np.round(seg.centres[:, 0], 2)
@@ -182,20 +182,6 @@ def write_failure(job: ImageJob, exc: Exception, config) -> None:
     write_tsv(job.output(Path(config.output_dir), MORPHOMETRICS), pd.DataFrame([row]))
 
 
-def find_centreline_mask(folder: Path, job: ImageJob) -> Path:
-    from .exits import NO_INPUT, BasicsegError
-
-    base = job.out_dir(folder)
-    stem = image_stem(job.path)
-    for name in (f"{stem}_centerline", f"{stem}_label-centerline_mask", f"{job.prefix}_label-centerline_mask",
-                 f"{job.prefix}_desc-centerline_mask"):
-        for ext in (".nii.gz", ".nii"):
-            if (base / (name + ext)).is_file():
-                return base / (name + ext)
-    raise BasicsegError(f"{job.relpath}: no centreline mask under {base} "
-                        f"(expected {stem}_centerline.nii.gz or {job.prefix}_label-centerline_mask.nii.gz)", NO_INPUT)
-
-
 # --- per-subject report -------------------------------------------------------------------------------------------
 
 def report_path(output_dir: Path, subject: str) -> Path:
@@ -203,15 +189,15 @@ def report_path(output_dir: Path, subject: str) -> Path:
 
 
 def write_report(subject: str, jobs: list[ImageJob], results: dict, models, config) -> Path:
-    from .report import write_subject_report
+    from bidsapp.report.subject import write_subject_report
 
     images = [_image_report(job, results.get(job.relpath), models, config) for job in jobs]
     return write_subject_report(Path(config.output_dir), subject, images)
 
 
 def _image_report(job: ImageJob, result, models, config):
-    from .load import load_axial, load_mask
-    from .report import ImageReport
+    from basicseg.segment.load import load_axial, load_mask
+    from bidsapp.report.subject import ImageReport
 
     out = Path(config.output_dir)
     name = image_stem(job.path)

@@ -9,10 +9,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .exits import (CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError)
-from .infer import DEFAULT_MODELS
-from .scratch import ensure_scratch
+from basicseg import __version__
+from basicseg.errors import CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
+from basicseg.networks.registry import DEFAULT_MODELS
+from bidsapp.scratch import ensure_scratch
 
 log = logging.getLogger("basicseg")
 LEVELS = ("participant", "group")
@@ -154,7 +154,7 @@ def check_paths(config: Config) -> None:
 
 
 def validate_bids(bids_dir: Path) -> None:
-    from .validate import run_validator
+    from bidsapp.validate import run_validator
     run_validator(bids_dir)
 
 
@@ -179,21 +179,22 @@ def main(argv=None) -> int:
 
 
 def participant(config: Config) -> int:
-    from .discovery import discover
-    from .infer import configure_tensorflow
-    from .participant import run_participant
+    from bidsapp.discovery import discover
+    from basicseg.segment.infer import configure_tensorflow
+    from bidsapp.participant import run_participant
 
     if not config.skip_bids_validation:
         validate_bids(config.bids_dir)
     jobs = discover(config.bids_dir, config.work_dir, config.participant_label, config.session_label,
-                    config.bids_filter_file)
+                    config.bids_filter_file,
+                    centreline_dir=None if config.centerline in ("auto", "sct") else Path(config.centerline))
     log.info("%d image(s) to segment", len(jobs))
     configure_tensorflow(config.nprocs)
     return run_participant(jobs, config)
 
 
 def group(config: Config) -> int:
-    from .group import run_group
+    from bidsapp.group.run import run_group
 
     return run_group(config.bids_dir, config.output_dir, participant_labels=config.participant_label or None,
                      outcomes=config.outcome or None, predictors=config.predictor or None,

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .crop import normalise
-from .exits import DATA_ERR, NO_INPUT, BasicsegError
-from .load import AxialVolume, load_mask
+from basicseg.segment.normalise import normalise
+from basicseg.errors import DATA_ERR, NO_INPUT, BasicsegError
+from basicseg.segment.load import AxialVolume, load_mask
 
 LOCALISER_MM = 1.0          # in-plane pixel of the localiser's input (mm)
 LOCALISER_MULTIPLE = 16     # U-Net with 4 poolings needs sizes divisible by 16

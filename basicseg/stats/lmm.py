@@ -1,6 +1,5 @@
-"""Statistics of the group level: linear mixed models with Satterthwaite degrees of freedom, and the
-paper's regression procedure (OLS, a linearity check, a log transform kept only when R^2 improves,
-else Spearman with R's P values).
+"""Linear mixed models with one random intercept per group, and Satterthwaite degrees of freedom as
+lmerTest computes them (the paper's Table 2).
 
 Linear mixed model (``fit_lmm``)
 --------------------------------
@@ -25,32 +24,20 @@ a fit costs O(n p) per evaluation and needs no sparse algebra.
   ``nu_m <= 2``).  The df are invariant to the parametrisation of the variance parameters at the
   optimum; we use (theta, sigma) so that boundary fits (theta = 0) behave as in lmerTest (the
   deviance is even in theta).
-
-Regression (``regress``)
-------------------------
-1. OLS ``y ~ x``: n, intercept, slope, SE, t, P (t with n - 2 df), R^2, 95 % CI (as R's ``lm`` and
-   ``confint``).
-2. Linearity check: add ``x^2`` and test its coefficient (t test, n - 3 df) at ``alpha``
-   (needs n >= 4; with n = 3 the check is not possible and the linear fit is kept, with a note).
-3. If non-linear: OLS ``y ~ log(x + 1)`` (only if every x > -1); kept when its R^2 is larger.
-4. Otherwise Spearman's rho with R's ``cor.test(method = "spearman")`` P value: exact
-   (permutation distribution of S = sum d^2) for n <= 9 without ties, the AS 89 Edgeworth series
-   for 10 <= n < 1290 without ties, otherwise the t approximation ``rho sqrt((n-2)/(1-rho^2))``
-   on n - 2 df — the same branches as R.
 """
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 from scipy import optimize
 from scipy import stats as sps
 
-__all__ = ["fit_lmm", "LMMResult", "ContrastResult", "regress", "RegressionResult", "spearman_test"]
+from .tables import format_table as _format_table
+
+__all__ = ["fit_lmm", "LMMResult", "ContrastResult"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -365,254 +352,3 @@ def fit_lmm(data: pd.DataFrame, formula: str, group: str, reml: bool = True,
         rows.append({"Estimate": float(beta[j]), "SE": float(c.se[0]), "df": c.df, "t": c.statistic, "P": c.p})
     res.fixed = pd.DataFrame(rows, index=pd.Index(names, name="term"))
     return res
-
-
-# ----------------------------------------------------------------------------------------------
-# Spearman test with R's P values
-# ----------------------------------------------------------------------------------------------
-
-@lru_cache(maxsize=16)
-def _s_distribution(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact null distribution of S = sum (i - pi(i))^2 over all n! permutations: (values, counts)."""
-    ranks = np.arange(1, n + 1)
-    perms = np.array(list(itertools.permutations(range(1, n + 1))), dtype=np.int16)
-    s = ((perms - ranks) ** 2).sum(axis=1)
-    values, counts = np.unique(s, return_counts=True)
-    return values, counts
-
-
-def _p_s_upper_exact(n: int, s: float) -> float:
-    """P(S >= s) under H0, by enumeration."""
-    values, counts = _s_distribution(n)
-    return float(counts[values >= s].sum() / counts.sum())
-
-
-def _p_s_edgeworth(n: int, s: float, upper: bool) -> float:
-    """AS 89 (Best & Roberts 1975): Edgeworth series for P(S >= s) (upper) or P(S < s) (lower)."""
-    c = (0.2274, 0.2531, 0.1745, 0.0758, 0.1033, 0.3932, 0.0879, 0.0151, 0.0072, 0.0831, 0.0131, 4.6e-4)
-    b = 1.0 / n
-    x = (6.0 * (s - 1) * b / (n * n - 1.0) - 1.0) * math.sqrt(n - 1.0)
-    x2 = x * x
-    inner = c[8] - c[9] * b + x2 * b * (c[10] - c[11] * x2)
-    inner = c[6] + c[7] * b - x2 * inner
-    inner = -c[3] + b * (c[4] + c[5] * b) - x2 * b * inner
-    u = x * b * (c[0] + b * (c[1] + c[2] * b) + x2 * inner)
-    corr = u * math.exp(-x2 / 2.0)
-    p = (corr + sps.norm.sf(x)) if upper else (-corr + sps.norm.cdf(x))
-    return min(max(p, 0.0), 1.0)
-
-
-def _p_s(n: int, s: float, upper: bool, exact: bool) -> float:
-    if not exact or n > 1290:
-        den = n * (n * n - 1) / 6.0
-        r = 1 - s / den
-        t = r / math.sqrt((1 - r * r) / (n - 2)) if abs(r) < 1 else math.copysign(math.inf, r)
-        return float(sps.t.cdf(t, n - 2) if upper else sps.t.sf(t, n - 2))
-    # R evaluates P(S >= round(q)) for the upper tail and P(S < round(q) + 2) for the lower one
-    s = float(round(s)) if upper else float(round(s)) + 2.0
-    n3 = n * (n * n - 1) / 3.0
-    if s <= 0:
-        return 1.0 if upper else 0.0
-    if s > n3:
-        return 0.0 if upper else 1.0
-    if n <= 9:
-        pu = _p_s_upper_exact(n, s)
-        return pu if upper else 1.0 - pu
-    return _p_s_edgeworth(n, s, upper)
-
-
-def spearman_test(x, y) -> dict:
-    """Spearman's rho, S and the two-sided P value exactly as R's ``cor.test(x, y, method="spearman")``."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    n = len(x)
-    rx, ry = sps.rankdata(x), sps.rankdata(y)
-    ties = len(np.unique(x)) < n or len(np.unique(y)) < n
-    rho = float(np.corrcoef(rx, ry)[0, 1])
-    S = (n ** 3 - n) * (1 - rho) / 6.0
-    exact = (not ties) and n < 1290
-    if S > (n ** 3 - n) / 6.0:
-        p = _p_s(n, S, upper=True, exact=exact)
-    else:
-        p = _p_s(n, S, upper=False, exact=exact)
-    if exact:
-        method = "exact permutation distribution" if n <= 9 else "AS 89 Edgeworth series"
-    else:
-        method = "t approximation" + (" (ties)" if ties else "")
-    return {"rho": rho, "S": S, "p": min(2.0 * p, 1.0), "n": n, "ties": ties, "p_method": method}
-
-
-# ----------------------------------------------------------------------------------------------
-# The paper's regression procedure
-# ----------------------------------------------------------------------------------------------
-
-def _ols(x: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> dict:
-    cols = [np.ones_like(x), x] + ([extra] if extra is not None else [])
-    X = np.column_stack(cols)
-    n, p = X.shape
-    XtX_inv = np.linalg.inv(X.T @ X)
-    beta = XtX_inv @ X.T @ y
-    resid = y - X @ beta
-    dfr = n - p
-    s2 = float(resid @ resid) / dfr if dfr > 0 else float("nan")
-    se = np.sqrt(np.diag(XtX_inv) * s2)
-    t = beta / se
-    pval = 2 * sps.t.sf(np.abs(t), dfr) if dfr > 0 else np.full(p, np.nan)
-    tss = float(((y - y.mean()) ** 2).sum())
-    r2 = 1 - float(resid @ resid) / tss
-    q = sps.t.ppf(0.975, dfr) if dfr > 0 else float("nan")
-    return {"beta": beta, "se": se, "t": t, "p": pval, "r2": r2, "df": dfr,
-            "ci": np.column_stack([beta - q * se, beta + q * se])}
-
-
-@dataclass
-class RegressionResult:
-    outcome: str
-    predictor: str
-    n: int
-    path: str                       # linear | log | spearman | skipped
-    skipped: str | None = None
-    # the fit of the path taken (linear or log: OLS on the transformed predictor)
-    transform: str = "none"         # none | log(x + 1)
-    intercept: float = float("nan")
-    estimate: float = float("nan")
-    se: float = float("nan")
-    t: float = float("nan")
-    df: float = float("nan")
-    p: float = float("nan")
-    r2: float = float("nan")
-    ci_low: float = float("nan")
-    ci_high: float = float("nan")
-    # the steps
-    linear_r2: float = float("nan")
-    linear_estimate: float = float("nan")
-    linear_p: float = float("nan")
-    linearity_test: str = "t test of an added quadratic term (x^2)"
-    linearity_p: float = float("nan")
-    nonlinear: bool | None = None
-    log_r2: float = float("nan")
-    rho: float = float("nan")
-    spearman_S: float = float("nan")
-    spearman_p: float = float("nan")
-    spearman_p_method: str = ""
-    alpha: float = 0.05
-    notes: list[str] = field(default_factory=list)
-
-    def to_frame(self) -> pd.DataFrame:
-        row = {k: v for k, v in self.__dict__.items() if k != "notes"}
-        row["notes"] = "; ".join(self.notes)
-        return pd.DataFrame([row])
-
-    def to_dict(self) -> dict:
-        d = dict(self.__dict__)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
-
-    def summary(self) -> str:
-        head = f"{self.outcome} ~ {self.predictor}: n = {self.n}, path = {self.path}"
-        if self.skipped:
-            return f"{head}\n  skipped: {self.skipped}"
-        lines = [head,
-                 f"  linear OLS: R^2 = {self.linear_r2:.4f}, slope = {self.linear_estimate:.6g} (P = {self.linear_p:.4g})",
-                 f"  linearity check ({self.linearity_test}): P = {self.linearity_p:.4g}"
-                 + ("" if self.nonlinear is None else (" -> non-linear" if self.nonlinear else " -> linear"))]
-        if math.isfinite(self.log_r2):
-            lines.append(f"  log(x + 1) OLS: R^2 = {self.log_r2:.4f}")
-        if self.path in ("linear", "log"):
-            frame = pd.DataFrame([{"Estimate": self.estimate, "SE": self.se, "t": self.t, "df": self.df,
-                                   "P": self.p, "CI 2.5%": self.ci_low, "CI 97.5%": self.ci_high}],
-                                 index=[self.predictor if self.transform == "none" else f"log({self.predictor} + 1)"])
-            lines.append(_format_table(frame, index=True))
-            lines.append(f"  R^2 = {self.r2:.4f}")
-        else:
-            lines.append(f"  Spearman rho = {self.rho:.4f}, S = {self.spearman_S:.6g}, P = {self.spearman_p:.4g} "
-                         f"({self.spearman_p_method})")
-        lines += [f"  note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    def __str__(self):
-        return self.summary()
-
-
-def regress(x, y, alpha: float = 0.05, outcome: str = "y", predictor: str = "x") -> RegressionResult:
-    """The paper's procedure for ``y ~ x`` (see the module docstring). Never raises on small data:
-    fewer than 3 complete points (or a constant x or y) give a result with ``skipped`` set."""
-    x = pd.to_numeric(pd.Series(np.asarray(x, dtype=object)), errors="coerce").to_numpy(float)
-    y = pd.to_numeric(pd.Series(np.asarray(y, dtype=object)), errors="coerce").to_numpy(float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    n = int(len(x))
-    res = RegressionResult(outcome=outcome, predictor=predictor, n=n, path="skipped", alpha=alpha)
-    if n < 3:
-        res.skipped = f"fewer than 3 complete points (n = {n})"
-        return res
-    if np.ptp(x) == 0:
-        res.skipped = f"the predictor is constant (all {x[0]:g})"
-        return res
-    if np.ptp(y) == 0:
-        res.skipped = f"the outcome is constant (all {y[0]:g})"
-        return res
-    lin = _ols(x, y)
-    res.linear_r2, res.linear_estimate, res.linear_p = lin["r2"], float(lin["beta"][1]), float(lin["p"][1])
-
-    def take(fit, transform):
-        res.transform = transform
-        res.intercept, res.estimate, res.se = float(fit["beta"][0]), float(fit["beta"][1]), float(fit["se"][1])
-        res.t, res.df, res.p, res.r2 = float(fit["t"][1]), float(fit["df"]), float(fit["p"][1]), fit["r2"]
-        res.ci_low, res.ci_high = float(fit["ci"][1, 0]), float(fit["ci"][1, 1])
-
-    if n < 4:
-        res.notes.append("n = 3: too few points to test linearity; the linear fit is kept")
-        res.path = "linear"
-        take(lin, "none")
-        return res
-    xc = x - x.mean()                      # centring does not change the x^2 test; it helps conditioning
-    quad = _ols(xc, y, xc ** 2)
-    res.linearity_p = float(quad["p"][2])
-    res.nonlinear = bool(res.linearity_p < alpha)
-    if not res.nonlinear:
-        res.path = "linear"
-        take(lin, "none")
-        return res
-    if np.all(x > -1):
-        lx = np.log1p(x)
-        if np.ptp(lx) > 0:
-            logfit = _ols(lx, y)
-            res.log_r2 = logfit["r2"]
-            if logfit["r2"] > lin["r2"]:
-                res.path = "log"
-                take(logfit, "log(x + 1)")
-                return res
-            res.notes.append("log(x + 1) did not improve R^2")
-    else:
-        res.notes.append("log(x + 1) not possible (x <= -1)")
-    sp = spearman_test(x, y)
-    res.path = "spearman"
-    res.rho, res.spearman_S, res.spearman_p, res.spearman_p_method = sp["rho"], sp["S"], sp["p"], sp["p_method"]
-    res.estimate, res.p = sp["rho"], sp["p"]
-    return res
-
-
-# ----------------------------------------------------------------------------------------------
-
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        if not np.isfinite(v):
-            return "NA"
-        a = abs(v)
-        if a != 0 and (a < 1e-3 or a >= 1e5):
-            return f"{v:.3e}"
-        return f"{v:.4f}"
-    return str(v)
-
-
-def _format_table(frame: pd.DataFrame, title: str | None = None, index: bool = False) -> str:
-    cols = list(frame.columns)
-    rows = [[_fmt(v) for v in frame[c]] for c in cols]
-    idx = [str(i) for i in frame.index] if index else []
-    widths = [max(len(c), *(len(r) for r in col)) for c, col in zip(cols, rows)]
-    iw = max([len(i) for i in idx] + [0])
-    out = [title] if title else []
-    out.append(" " * iw + ("  " if index else "") + "  ".join(c.rjust(w) for c, w in zip(cols, widths)))
-    for k in range(len(frame)):
-        lead = (idx[k].ljust(iw) + "  ") if index else ""
-        out.append(lead + "  ".join(col[k].rjust(w) for col, w in zip(rows, widths)))
-    return "\n".join(out)

@@ -1,8 +1,6 @@
 """Infer: load the shipped (or user-given) networks once per process and run them on batches of slices."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from functools import lru_cache
@@ -10,15 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .exits import NO_INPUT, BasicsegError
+from ..networks.registry import model_card, resolve_model, sha256
 
 log = logging.getLogger("basicseg")
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-# Shipped models: name -> file stem under basicseg/weights. Defaults are chosen by leave-site-out
-# validation on a 2-core CPU (README "Models"): BASICseg-1 for the cord; for lesions the paper's BASICseg-3,
-# trained with a moving average of its weights, which beat BASICseg-1 on simulated lesions in held-out sites.
-DEFAULT_MODELS = {"cord": "cord-basicseg1", "lesion": "lesion-basicseg3", "localiser": "localiser"}
 BATCH_SIZE = 64
 
 
@@ -53,39 +46,11 @@ def configure_tensorflow(nprocs: int | None = None) -> str:
     return device
 
 
-def resolve_model(name_or_path: str) -> Path:
-    """A shipped model name (``cord-basicseg1``) or a path to a ``.keras`` file."""
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".keras":
-        if not candidate.is_file():
-            raise BasicsegError(f"model file not found: {candidate}", NO_INPUT)
-        return candidate.resolve()
-    shipped = WEIGHTS_DIR / f"{name_or_path}.keras"
-    if not shipped.is_file():
-        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.keras"))
-        raise BasicsegError(f"unknown model {name_or_path!r}; shipped models: {', '.join(available) or 'none'}",
-                            NO_INPUT)
-    return shipped
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def model_card(path: Path) -> dict:
-    card = Path(path).with_suffix(".json")
-    return json.loads(card.read_text()) if card.is_file() else {}
-
-
 class Model:
     """A loaded network with its provenance (for sidecars and reports)."""
 
     def __init__(self, path: Path):
-        from .models import custom_objects, strip_noise_adaptation
+        from ..networks.unet import custom_objects, strip_noise_adaptation
         import keras
 
         self.path = Path(path)

@@ -1,0 +1,42 @@
+"""The shipped networks: names, files, model cards and checksums (weights ship inside the package)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import NO_INPUT, BasicsegError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+# Shipped models: name -> file stem under basicseg/networks/weights. Defaults are chosen by leave-site-out
+# validation on a 2-core CPU (README "Models"): BASICseg-1 for the cord; for lesions the paper's BASICseg-3,
+# trained with a moving average of its weights, which beat BASICseg-1 on simulated lesions in held-out sites.
+DEFAULT_MODELS = {"cord": "cord-basicseg1", "lesion": "lesion-basicseg3", "localiser": "localiser"}
+
+
+def resolve_model(name_or_path: str) -> Path:
+    """A shipped model name (``cord-basicseg1``) or a path to a ``.keras`` file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".keras":
+        if not candidate.is_file():
+            raise BasicsegError(f"model file not found: {candidate}", NO_INPUT)
+        return candidate.resolve()
+    shipped = WEIGHTS_DIR / f"{name_or_path}.keras"
+    if not shipped.is_file():
+        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.keras"))
+        raise BasicsegError(f"unknown model {name_or_path!r}; shipped models: {', '.join(available) or 'none'}",
+                            NO_INPUT)
+    return shipped
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_card(path: Path) -> dict:
+    card = Path(path).with_suffix(".json")
+    return json.loads(card.read_text()) if card.is_file() else {}

@@ -1,0 +1,125 @@
+"""Segment one axial volume: centreline -> crop -> infer -> back-project -> postprocess.
+
+Each step is the module of ``basicseg.segment`` named after it; this module only puts them in order.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from basicseg.segment.backproject import uncrop_slices
+from basicseg.segment.centerline import (centres_from_mask, centreline_from_file, centreline_from_probabilities,
+                                         centreline_sct, localiser_inputs, smooth_path)
+from basicseg.segment.crop import crop_slices
+from basicseg.segment.infer import Model, load_model
+from basicseg.segment.load import AxialVolume
+from basicseg.segment.normalise import normalise
+from basicseg.segment.postprocess import cord_mask, lesion_mask
+
+RECENTRE_PASSES = 1      # boxes recentred on the cord found by the previous pass (the localiser works at 1 mm
+                         # and sits mm off where the cord lies against the canal wall; training boxes are cord-centred)
+RECENTRE_SMOOTH_MM = 2.0  # smoothing of the recentred path along inferior-superior (sigma, mm)
+
+
+@dataclass
+class Segmentation:
+    """Everything one image produced, in canonical voxel order."""
+    volume: AxialVolume
+    centres: np.ndarray
+    confidence: np.ndarray | None
+    cord_prob: np.ndarray
+    lesion_prob: np.ndarray | None
+    cord: np.ndarray
+    lesion: np.ndarray | None
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Models:
+    cord: Model
+    lesion: Model | None
+    localiser: Model | None
+
+    @classmethod
+    def load(cls, cord: str, lesion: str | None, localiser: str | None) -> "Models":
+        return cls(load_model(cord), load_model(lesion) if lesion else None,
+                   load_model(localiser) if localiser else None)
+
+    def provenance(self) -> dict:
+        return {role: m.provenance() for role, m in
+                (("cord", self.cord), ("lesion", self.lesion), ("localiser", self.localiser)) if m is not None}
+
+
+# --- one image ------------------------------------------------------------------------------------------------
+
+def find_centreline(volume: AxialVolume, models: Models, source: str | Path = "auto"):
+    """Centre (i, j) of the cord on every axial slice, and the localiser's per-slice confidence.
+
+    ``source``: "auto" (the shipped localiser), "sct" (``sct_get_centerline``) or a centreline mask file."""
+    if str(source) == "auto":
+        x, grid, slices = localiser_inputs(volume)
+        prob = models.localiser.predict(x)
+        return centreline_from_probabilities(prob, grid, volume, slices)
+    if str(source) == "sct":
+        return centreline_sct(volume), None
+    return centreline_from_file(Path(source), volume), None
+
+
+def boxes_on_path(volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
+    """The paper's normalised 128 x 128 boxes around the path on every slice (seconds added to t)."""
+    t0 = time.perf_counter()
+    boxes = normalise(crop_slices(volume.data, volume.zooms, centres))[..., None]
+    t["crop"] += time.perf_counter() - t0
+    return boxes
+
+
+def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict,
+                    mirror: bool | None = None) -> np.ndarray:
+    """infer -> back-project: one network's probability map on the native grid (seconds added to t)."""
+    t0 = time.perf_counter()
+    prob_boxes = model.predict(boxes, mirror)
+    t1 = time.perf_counter()
+    prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
+    t["inference"] += t1 - t0
+    t["backprojection"] += time.perf_counter() - t1
+    return prob
+
+
+def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float) -> np.ndarray:
+    """The path through the found cord's centroids; slices without cord keep their previous centre."""
+    found = centres_from_mask(cord_mask(cord_prob, threshold))
+    if not np.isfinite(found).any():
+        return centres
+    merged = np.where(np.isfinite(found), found, centres)
+    return smooth_path(merged, zooms, smooth_mm=RECENTRE_SMOOTH_MM)
+
+
+def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto",
+            recentre_passes: int = RECENTRE_PASSES, lesion_mirror: bool | None = None) -> Segmentation:
+    """The whole image through the networks; ``lesion_mirror`` overrides the lesion card's mirror averaging."""
+    t = defaultdict(float)      # seconds per stage, summed over the passes
+    t0 = time.perf_counter()
+    centres, confidence = find_centreline(volume, models, centreline)
+    t["centreline"] = time.perf_counter() - t0
+
+    boxes = boxes_on_path(volume, centres, t)
+    cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
+    for _ in range(recentre_passes):
+        t0 = time.perf_counter()
+        centres = recentre(cord_prob, centres, volume.zooms, models.cord.threshold)
+        t["recentre"] += time.perf_counter() - t0
+        boxes = boxes_on_path(volume, centres, t)
+        cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
+    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t, lesion_mirror) if models.lesion else None
+
+    t0 = time.perf_counter()
+    cord = cord_mask(cord_prob, models.cord.threshold)
+    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold) if lesion_prob is not None else None
+    if lesion is not None:
+        cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
+    t["postprocess"] = time.perf_counter() - t0
+    return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, dict(t))

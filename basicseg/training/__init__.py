@@ -1,0 +1,1 @@
+"""Train and evaluate the networks: lesion simulator, paired augmentation, training loop, evaluation."""

@@ -1,0 +1,1 @@
+"""Group level: collect -> join -> statistics -> report."""

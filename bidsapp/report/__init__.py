@@ -1,0 +1,1 @@
+"""Visual reports: one HTML page per subject and the group report."""
