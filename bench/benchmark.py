@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     import numpy as np
 
     print(f"process start + imports (fresh interpreter): {time_imports():.2f} s")
-    from bidsapp.cli import Config
+    from bidsapp.config import Config
     from bidsapp.discovery import discover
     from basicseg.segment.infer import configure_tensorflow
     from basicseg.networks.registry import DEFAULT_MODELS

@@ -6,40 +6,16 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from basicseg import __version__
 from basicseg.errors import CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
 from basicseg.networks.registry import DEFAULT_MODELS
+from bidsapp.config import Config
 from bidsapp.scratch import ensure_scratch
 
 log = logging.getLogger("basicseg")
 LEVELS = ("participant", "group")
-
-
-@dataclass
-class Config:
-    """Everything a run needs, resolved once from the command line."""
-    bids_dir: Path
-    output_dir: Path
-    analysis_level: str
-    work_dir: Path | None = None
-    participant_label: list[str] = field(default_factory=list)
-    session_label: list[str] = field(default_factory=list)
-    bids_filter_file: Path | None = None
-    nprocs: int | None = None
-    skip_bids_validation: bool = False
-    overwrite: bool = False
-    cord_model: str = DEFAULT_MODELS["cord"]
-    lesion_model: str | None = DEFAULT_MODELS["lesion"]
-    localiser_model: str = DEFAULT_MODELS["localiser"]
-    centerline: str = "auto"
-    save_probabilities: bool = False
-    outcome: list[str] = field(default_factory=list)
-    predictor: list[str] = field(default_factory=list)
-    compare: dict = field(default_factory=dict)
-    reference_method: str = "basicseg"
 
 
 class _Parser(argparse.ArgumentParser):
