@@ -6,12 +6,15 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from basicseg import __version__
-from basicseg.errors import CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
+from basicseg.errors import CANT_CREATE, FAILURE, INVALID_BIDS, IO_ERR, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
+from basicseg.io import remove_own_temps, temp_path, remove_stale_temps
+from bidsapp import signals
 from basicseg.networks.registry import DEFAULT_MODELS
-from bidsapp.config import Config
+from bidsapp.config import Config, write_settings
 from bidsapp.scratch import ensure_scratch
 
 log = logging.getLogger("basicseg")
@@ -22,6 +25,17 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):   # usage errors exit 64 (EX_USAGE), not argparse's 2
         self.print_usage(sys.stderr)
         self.exit(USAGE, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: an integer >= 1 (a usage error otherwise, exit 64)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    action="store_true", help="do not run bids-validator-deno on the input")
     r = p.add_argument_group("resources")
     r.add_argument("--work-dir", "-w", type=Path, help="scratch folder (pybids index, temporary files)")
-    r.add_argument("--nprocs", "--n_cpus", "--n-cpus", type=int, metavar="N",
+    r.add_argument("--nprocs", "--n_cpus", "--n-cpus", type=positive_int, metavar="N",
                    help="CPU threads (default: SLURM_CPUS_PER_TASK or all)")
     m = p.add_argument_group("participant level")
     m.add_argument("--cord-model", default=DEFAULT_MODELS["cord"], help="shipped model name or .keras path")
@@ -110,23 +124,42 @@ def setup_logging(output_dir: Path, verbose: int, quiet: bool) -> Path | None:
         return None
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
 def check_paths(config: Config) -> None:
-    if not config.bids_dir.is_dir():
-        raise BasicsegError(f"bids_dir {config.bids_dir} does not exist or is not a folder", NO_INPUT)
-    if not (config.bids_dir / "dataset_description.json").is_file():
-        raise BasicsegError(f"{config.bids_dir}: no dataset_description.json, not a BIDS dataset", INVALID_BIDS)
-    if config.output_dir.resolve() == config.bids_dir.resolve():
+    bids_dir, output_dir = config.bids_dir, config.output_dir
+    if not bids_dir.is_dir():
+        raise BasicsegError(f"bids_dir {bids_dir} does not exist or is not a folder", NO_INPUT)
+    try:
+        has_description = (bids_dir / "dataset_description.json").is_file()
+        os.listdir(bids_dir)
+    except PermissionError as exc:
+        raise BasicsegError(f"bids_dir {bids_dir} cannot be read by uid {os.getuid()} ({exc.strerror})",
+                            NO_INPUT) from exc
+    if not has_description:
+        raise BasicsegError(f"{bids_dir}: no dataset_description.json, not a BIDS dataset", INVALID_BIDS)
+    if output_dir.resolve() == bids_dir.resolve():
         raise BasicsegError("output_dir must differ from bids_dir", USAGE)
-    for folder in (config.output_dir, config.work_dir):
-        if folder is None:
-            continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".basicseg-write-test-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise BasicsegError(f"cannot write to {folder}: {exc.strerror or exc}", CANT_CREATE) from exc
+    # inside the input, only derivatives/ is ignored by the validator and by indexing; anywhere else the
+    # outputs would make the next run's input invalid
+    if _inside(output_dir, bids_dir) and not _inside(output_dir, bids_dir / "derivatives"):
+        raise BasicsegError(f"output_dir {output_dir} is inside bids_dir: use {bids_dir / 'derivatives' / 'basicseg'} "
+                            "or a folder outside the input dataset", USAGE)
+    for folder in (output_dir, config.work_dir):
+        if folder is not None:
+            _check_writable(folder)
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temp_path(folder / "write-test")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BasicsegError(f"cannot write to {folder}: {exc.strerror or exc}", CANT_CREATE) from exc
 
 
 def validate_bids(bids_dir: Path) -> None:
@@ -135,23 +168,49 @@ def validate_bids(bids_dir: Path) -> None:
 
 
 def main(argv=None) -> int:
+    """Run one level; every error ends as a message and an exit code, never a traceback on the console."""
     argv = sys.argv[1:] if argv is None else argv
+    signals.install()
     try:
-        config, args = parse_config(argv)
-        check_paths(config)
-        ensure_scratch(config.work_dir, config.output_dir)
-        log_path = setup_logging(config.output_dir, args.verbose, args.quiet)
-        log.info("basicseg %s: %s level on %s -> %s%s", __version__, config.analysis_level, config.bids_dir,
-                 config.output_dir, f" (log: {log_path})" if log_path else "")
-        if config.analysis_level == "participant":
-            return participant(config)
-        return group(config)
+        return _run(argv)
     except BasicsegError as exc:
         print(f"basicseg: error: {exc}", file=sys.stderr)
         log.debug("exit %d", exc.code)
         return exc.code
-    except KeyboardInterrupt:
-        return 130
+    except (signals.Interrupted, KeyboardInterrupt) as exc:
+        code = exc.code if isinstance(exc, signals.Interrupted) else 130
+        name = str(exc) if isinstance(exc, signals.Interrupted) else "SIGINT"
+        log.error("interrupted by %s: partial files removed; a rerun continues where this one stopped", name)
+        print(f"basicseg: interrupted by {name}: partial files removed; rerun to continue", file=sys.stderr)
+        return code
+    except OSError as exc:
+        print(f"basicseg: error: {exc.filename or 'I/O'}: {exc.strerror or exc}", file=sys.stderr)
+        log.debug("%s", traceback.format_exc())
+        return IO_ERR
+    except Exception as exc:   # a bug: the console gets one line, the log the traceback
+        log.debug("%s", traceback.format_exc())
+        print(f"basicseg: internal error: {type(exc).__name__}: {exc} (details in the log under logs/)",
+              file=sys.stderr)
+        return FAILURE
+    finally:
+        remove_own_temps()
+
+
+def _run(argv) -> int:
+    config, args = parse_config(argv)
+    check_paths(config)
+    ensure_scratch(config.work_dir, config.output_dir)
+    log_path = setup_logging(config.output_dir, args.verbose, args.quiet)
+    log.info("basicseg %s: %s level on %s -> %s%s", __version__, config.analysis_level, config.bids_dir,
+             config.output_dir, f" (log: {log_path})" if log_path else "")
+    for folder in filter(None, (config.output_dir, config.work_dir)):
+        removed = remove_stale_temps(folder)
+        if removed:
+            log.info("removed %d temporary file(s) left by killed runs under %s", len(removed), folder)
+    write_settings(config)
+    if config.analysis_level == "participant":
+        return participant(config)
+    return group(config)
 
 
 def participant(config: Config) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from basicseg.references import image_stem, split_suffix
 
 log = logging.getLogger("basicseg")
 
+QUERY_KEYS = {"datatype", "suffix", "extension", "subject", "session"}   # accepted even when absent from the dataset
 DEFAULT_QUERIES = {"t2w": {"datatype": "anat", "suffix": "T2w", "extension": [".nii.gz", ".nii"]}}
 # Never indexed: nothing basicseg reads lives there, and large datasets pay for indexing them.
 IGNORE = ("code", "stimuli", "sourcedata", "models", "derivatives", re.compile(r"^\."),
@@ -71,22 +71,36 @@ def read_filter_file(path: Path | None) -> dict:
 
 
 def index(bids_dir: Path, work_dir: Path | None, participant_labels=None):
-    """A pybids layout of the selected participants only, with its database in the work dir
-    (one per run: concurrent SLURM tasks never share an SQLite file)."""
+    """A pybids layout of the selected participants only, indexed in memory: each run (each SLURM task)
+    has its own index and nothing is left on disk."""
     from bids import BIDSLayout
     from bids.layout import BIDSLayoutIndexer
 
     ignore = list(IGNORE)
     if participant_labels:
         ignore.append(re.compile(r"sub-(?!(%s)(\b|_))" % "|".join(map(re.escape, participant_labels))))
-    db_root = Path(work_dir) if work_dir else Path(tempfile.gettempdir())
-    db_root.mkdir(parents=True, exist_ok=True)
-    database = Path(tempfile.mkdtemp(prefix="bids_db-", dir=db_root))
     try:
         indexer = BIDSLayoutIndexer(validate=False, ignore=ignore, index_metadata=False)
-        return BIDSLayout(str(bids_dir), validate=False, indexer=indexer, database_path=str(database))
+        return BIDSLayout(str(bids_dir), validate=False, indexer=indexer)
+    except PermissionError as exc:
+        raise BasicsegError(f"{bids_dir}: cannot read {exc.filename or 'the dataset'} as user {_user()} "
+                            f"({exc.strerror})", NO_INPUT) from exc
     except Exception as exc:
         raise BasicsegError(f"{bids_dir}: cannot index as BIDS ({exc})", DATA_ERR) from exc
+
+
+def _user() -> str:
+    import os
+    return f"uid {os.getuid()}"
+
+
+def check_query(layout, query: dict, filter_file: Path | None) -> None:
+    """Every key of the query names a BIDS entity (an unknown one is a usage error, exit 64)."""
+    known = set(layout.get_entities()) | QUERY_KEYS
+    unknown = sorted(set(query) - known)
+    if unknown:
+        raise BasicsegError(f"--bids-filter-file {filter_file}: unknown entit{'y' if len(unknown) == 1 else 'ies'} "
+                            f"{', '.join(unknown)}; valid: {', '.join(sorted(known))}", USAGE)
 
 
 def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=None, session_labels=None,
@@ -103,6 +117,7 @@ def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=No
         raise BasicsegError(f"participant label(s) not found in {bids_dir}: {', '.join('sub-' + m for m in missing)}",
                             NO_MATCH)
     query = dict(queries["t2w"])
+    check_query(layout, query, filter_file)
     if participant_labels:
         query["subject"] = participant_labels
     if session_labels:

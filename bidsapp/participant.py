@@ -1,103 +1,260 @@
 """Participant level: every selected image through load -> segment (centreline -> crop -> infer ->
 back-project -> postprocess) -> morphometrics -> write, then one visual report per subject.
 
-One bad image never stops the others; the run's exit code says whether any failed.
+Each image runs on one guarded path: whatever fails for it (reading, computing, writing) becomes that
+image's error, with a one-line message, a crash file under ``logs/`` and a ``failed`` row, and the run
+goes on. An image counts as done only when its manifest says so (``bidsapp.manifest``).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import time
 import traceback
 from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from basicseg.errors import DATA_ERR, FAILURE, OK, BasicsegError
+import pandas as pd
+
+from basicseg.errors import FAILURE, IO_ERR, OK, BasicsegError
+from basicseg.io import write_text
+from basicseg.measure.morphometrics import compute_morphometrics, csa_per_slice, qc_flags
+from basicseg.networks.registry import resolve_model, sha256
 from basicseg.segment.load import axial_problem, load_axial, load_image
 from basicseg.segment.pipeline import Models, Segmentation, segment
-from bidsapp import write as outputs
+from bidsapp import manifest, write
 from bidsapp.discovery import ImageJob
+from bidsapp.signals import deferred_signals
 
 log = logging.getLogger("basicseg")
 
+# errno values that mean the output itself cannot take the files (exit 74, not a failure of the image)
+OUTPUT_IO_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
-def process_image(job: ImageJob, models: Models, config) -> tuple[Segmentation, dict]:
+
+@dataclass
+class ImageResult:
+    """What the run computed for one image: the writer writes it and the report draws it."""
+    seg: Segmentation
+    row: dict
+    per_slice: pd.DataFrame
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    job: ImageJob
+    status: str                          # ok, failed, done (an earlier run's), skipped
+    result: ImageResult | None = None
+    error: str | None = None
+    output_io_error: bool = False
+
+
+# --- one image ---------------------------------------------------------------------------------------------------
+
+def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.DataFrame]:
+    """Morphometrics: the image's row (lesion NaN when no lesion model ran: unknown, not zero) and its
+    per-slice table."""
+    metrics = compute_morphometrics(seg.cord, seg.lesion, seg.volume.affine)
+    flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
+    if seg.volume.nonfinite_voxels:
+        flags.append("nonfinite_voxels")
+    row = {**write.identity(job), "status": "ok", **metrics,
+           "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
+           "nonfinite_voxels": seg.volume.nonfinite_voxels, "qc_flags": ";".join(flags),
+           "cord_model": models.cord.name, "lesion_model": models.lesion.name if models.lesion else "n/a",
+           "error": "n/a"}
+    per_slice = csa_per_slice(seg.cord, seg.volume.affine, lesion=seg.lesion)
+    per_slice["centerline_i"] = seg.centres[:, 0].round(2)
+    per_slice["centerline_j"] = seg.centres[:, 1].round(2)
+    if seg.confidence is not None:
+        per_slice["localiser_confidence"] = seg.confidence.round(3)
+    return row, per_slice
+
+
+def process_image(job: ImageJob, models: Models, config) -> ImageResult:
     if job.problem:
-        raise BasicsegError(job.problem, DATA_ERR)
+        raise BasicsegError(job.problem)
+    timings = {}
     t0 = time.perf_counter()
     volume = load_axial(job.path)
-    load_s = time.perf_counter() - t0
+    timings["load"] = time.perf_counter() - t0
     seg = segment(volume, models, job.centreline or config.centerline)
-    seg.timings = {"load": load_s, **seg.timings}
+    timings.update(seg.timings)
     t0 = time.perf_counter()
-    row = outputs.morphometrics_row(job, seg, models)
-    seg.timings["metrics"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    outputs.write_image_outputs(job, seg, row, models, config)
-    seg.timings["write"] = time.perf_counter() - t0
-    return seg, row
+    row, per_slice = measure(job, seg, models)
+    timings["metrics"] = time.perf_counter() - t0
+    return ImageResult(seg, row, per_slice, timings)
 
 
-# --- the run ---------------------------------------------------------------------------------------------------
+def one_line(job: ImageJob, exc: BaseException, writing: bool) -> str:
+    """The console's message for a failed image: the file and the cause, no traceback."""
+    if isinstance(exc, BasicsegError):
+        text = str(exc).splitlines()[0]
+        return text if job.relpath in text or str(job.path) in text else f"{job.relpath}: {text}"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        what = "cannot write its outputs" if writing else "cannot be read"
+        return f"{job.relpath}: {what}: {exc.strerror or exc}{where}"
+    return f"{job.relpath}: unexpected error: {type(exc).__name__}: {exc}"
 
-def readable_as_axial(jobs: list[ImageJob]) -> list[ImageJob]:
-    """Drop sagittal/coronal thick-slice images (a warning names each); unreadable files stay in and fail."""
-    keep = []
+
+def crash_file(job: ImageJob, exc: BaseException, config) -> Path | None:
+    """The traceback for developers, as fMRIPrep's crash files (None when even logs/ cannot be written)."""
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{job.prefix}.txt"
+    text = (f"image: {job.relpath}\n{type(exc).__name__}: {exc}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    try:
+        return write_text(Path(config.output_dir) / "logs" / name, text)
+    except OSError:
+        return None
+
+
+def record_failure(job: ImageJob, exc: BaseException, config, want, previous, writing: bool) -> Outcome:
+    message = one_line(job, exc, writing)
+    crash = crash_file(job, exc, config)
+    log.error("%s%s", message, f" (crash file: {crash})" if crash else "")
+    log.debug("%s", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    io_error = writing and isinstance(exc, OSError) and exc.errno in OUTPUT_IO_ERRNOS
+    if previous is not None and want is not None and manifest.stale_reason(previous, want, config.output_dir) is None:
+        log.error("%s: the outputs of its previous run are kept unchanged", job.relpath)
+        return Outcome(job, "failed", error=message, output_io_error=io_error)
+    try:
+        write.write_status(job, config, want, "failed", message, previous)
+    except OSError as write_exc:
+        log.error("%s: cannot record the failure either: %s", job.relpath, write_exc.strerror or write_exc)
+        io_error = io_error or write_exc.errno in OUTPUT_IO_ERRNOS
+    return Outcome(job, "failed", error=message, output_io_error=io_error)
+
+
+def attempt(job: ImageJob, models: Models, config, want, previous) -> Outcome:
+    """One image on its guarded path."""
+    try:
+        result = process_image(job, models, config)
+    except Exception as exc:   # one bad image never stops the others
+        return record_failure(job, exc, config, want, previous, writing=False)
+    try:
+        t0 = time.perf_counter()
+        with deferred_signals():    # the swap of old outputs for new is never cut in half
+            write.write_image(job, result, models, config, want, previous)
+        result.timings["write"] = time.perf_counter() - t0
+    except Exception as exc:
+        return record_failure(job, exc, config, want, previous, writing=True)
+    log.info("%s: done in %.1f s (%s)", job.relpath, sum(result.timings.values()),
+             ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
+    return Outcome(job, "ok", result)
+
+
+# --- the run -----------------------------------------------------------------------------------------------------
+
+def model_checksums(config) -> dict:
+    """SHA-256 of each network the run would use, from the files alone (no framework is loaded)."""
+    roles = {"cord": config.cord_model, "lesion": config.lesion_model,
+             "localiser": config.localiser_model if config.centerline == "auto" else None}
+    return {role: sha256(resolve_model(name)) for role, name in roles.items() if name}
+
+
+def output_settings(config) -> dict:
+    """The options that change an image's outputs: a manifest made with others is stale."""
+    return {"centerline": "auto" if config.centerline == "auto" else
+            "sct" if config.centerline == "sct" else "file",
+            "save_probabilities": bool(config.save_probabilities)}
+
+
+def split_axial(jobs: list[ImageJob]) -> tuple[list[ImageJob], list[tuple[ImageJob, str]]]:
+    """Sagittal/coronal thick-slice images are skipped with their reason; unreadable files stay in and fail."""
+    keep, skipped = [], []
     for job in jobs:
         try:
-            problem = axial_problem(load_image(job.path))
+            problem = None if job.problem else axial_problem(load_image(job.path))
         except BasicsegError:
-            problem = None          # reported as a failure of that image when processed
+            problem = None
         if problem:
-            log.warning("%s skipped: %s", job.relpath, problem)
+            skipped.append((job, f"skipped: {problem}"))
         else:
             keep.append(job)
-    return keep
+    return keep, skipped
+
+
+def record_skipped(skipped: list[tuple[ImageJob, str]], config) -> list[Outcome]:
+    outcomes = []
+    for job, reason in skipped:
+        log.warning("%s %s", job.relpath, reason)
+        try:
+            write.write_status(job, config, None, "skipped", reason, manifest.read(job, config.output_dir))
+        except OSError as exc:
+            log.error("%s: cannot record that it was skipped: %s", job.relpath, exc.strerror or exc)
+        outcomes.append(Outcome(job, "skipped", error=reason))
+    return outcomes
+
+
+def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected, dict | None]]:
+    """The images to (re)do, each with what its manifest should record and its previous manifest."""
+    checksums, settings = model_checksums(config), output_settings(config)
+    todo = []
+    for job in jobs:
+        want = manifest.expected(job, checksums, settings)
+        previous = manifest.read(job, config.output_dir)
+        reason = "--overwrite" if config.overwrite else manifest.stale_reason(previous, want, config.output_dir)
+        if reason is None:
+            log.info("%s: done in an earlier run, skipped (use --overwrite to redo)", job.relpath)
+        else:
+            if previous is not None or config.overwrite:
+                log.info("%s: redone: %s", job.relpath, reason)
+            todo.append((job, want, previous))
+    return todo
+
+
+def exit_code(outcomes: list[Outcome], report_code: int) -> int:
+    if any(o.output_io_error for o in outcomes) or report_code == IO_ERR:
+        return IO_ERR
+    failed = [o.job.relpath for o in outcomes if o.status == "failed"]
+    if failed or report_code:
+        log.error("%d of %d image(s) failed: %s", len(failed), len(outcomes), ", ".join(failed) or "none")
+        return FAILURE
+    return OK
 
 
 def run_participant(jobs: list[ImageJob], config) -> int:
-    outputs.write_dataset_description(config.output_dir, config.bids_dir)
-    jobs = readable_as_axial(jobs)
-    if not jobs:
-        raise BasicsegError("none of the selected images is an axial stack or a 3D volume", DATA_ERR)
-    todo = [j for j in jobs if config.overwrite or not outputs.is_done(j, config.output_dir)]
-    for job in jobs:
-        if job not in todo:
-            log.info("%s: outputs exist, skipped (use --overwrite to redo)", job.relpath)
+    write.write_dataset_description(config.output_dir, config.bids_dir)
+    jobs, skipped = split_axial(jobs)
+    outcomes = record_skipped(skipped, config)
+    todo = plan(jobs, config)
+    redo = {j.relpath for j, _, _ in todo}
+    done = [Outcome(job, "done") for job in jobs if job.relpath not in redo]
     models = Models.load(config.cord_model, config.lesion_model,
                          config.localiser_model if config.centerline == "auto" else None) if todo else None
-
-    failed: list[str] = []
-    results: dict[str, object] = {}   # by relpath
-    for n, job in enumerate(todo, 1):
+    for n, (job, want, previous) in enumerate(todo, 1):
         log.info("[%d/%d] %s", n, len(todo), job.relpath)
-        try:
-            seg, row = process_image(job, models, config)
-            results[job.relpath] = (seg, row)
-            log.info("%s: done in %.1f s (%s)", job.relpath, sum(seg.timings.values()),
-                     ", ".join(f"{k} {v:.2f}" for k, v in seg.timings.items()))
-        except BasicsegError as exc:
-            failed.append(job.relpath)
-            results[job.relpath] = exc
-            log.error("%s", exc)
-        except Exception as exc:  # one bad image never stops the others
-            failed.append(job.relpath)
-            results[job.relpath] = exc
-            log.error("%s: unexpected error: %s\n%s", job.relpath, exc, traceback.format_exc())
-        if isinstance(results[job.relpath], Exception):
-            outputs.write_failure(job, results[job.relpath], config)
+        outcomes.append(attempt(job, models, config, want, previous))
+    outcomes += done
+    code = exit_code(outcomes, write_reports(outcomes, models, config))
+    if code == OK:
+        log.info("participant level finished: %d image(s), outputs in %s", len(outcomes), config.output_dir)
+    return code
+
+
+def write_reports(outcomes: list[Outcome], models, config) -> int:
+    """One report per subject whose images changed in this run (or whose report is missing). Returns 0,
+    or the exit code of a report that could not be written (74 when the disk refused it)."""
+    from bidsapp.report.images import image_report
+    from bidsapp.report.subject import write_subject_report
 
     by_subject = defaultdict(list)
-    for job in jobs:
-        by_subject[job.subject].append(job)
-    for subject, subject_jobs in by_subject.items():
-        if any(j.relpath in results for j in subject_jobs) or not outputs.report_path(config.output_dir, subject).exists():
-            try:
-                outputs.write_report(subject, subject_jobs, results, models, config)
-            except Exception as exc:
-                failed.append(f"sub-{subject} report")
-                log.error("sub-%s: report failed: %s\n%s", subject, exc, traceback.format_exc())
-
-    if failed:
-        log.error("%d of %d image(s) failed: %s", len(failed), len(jobs), ", ".join(failed))
-        return FAILURE
-    log.info("participant level finished: %d image(s), outputs in %s", len(jobs), config.output_dir)
-    return OK
+    for outcome in sorted(outcomes, key=lambda o: o.job.relpath):
+        by_subject[outcome.job.subject].append(outcome)
+    code = OK
+    for subject, items in by_subject.items():
+        if all(o.status == "done" for o in items) and write.report_path(config.output_dir, subject).exists():
+            continue
+        try:
+            images = [image_report(o, models, config) for o in items if o.status != "skipped"]
+            write_subject_report(Path(config.output_dir), subject, images)
+        except Exception as exc:
+            disk = isinstance(exc, OSError) and exc.errno in OUTPUT_IO_ERRNOS
+            code = IO_ERR if disk or code == IO_ERR else FAILURE
+            log.error("sub-%s: report not written (a rerun writes it): %s", subject,
+                      getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
+            log.debug("%s", traceback.format_exc())
+    return code

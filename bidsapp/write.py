@@ -10,24 +10,27 @@ Layout (the output_dir is the derivative dataset root)::
     sub-X/[ses-Y/]anat/<prefix>_morphometrics.tsv           one row: the image's biomarkers
     sub-X/[ses-Y/]anat/<prefix>_desc-perslice_morphometrics.tsv   cross-sectional area and centreline per slice
 
-``<prefix>`` is the input's name without its suffix (``sub-01_ses-1_acq-axial``). Every file is
-written to a temporary name and renamed.
+    sub-X/[ses-Y/]anat/<prefix>_desc-basicseg_manifest.json    written last: the image is complete
+
+``<prefix>`` is the input's name without its suffix (``sub-01_ses-1_acq-axial``). The writer only
+writes what the run computed. One image's files are staged under temporary names and renamed together
+(``basicseg.io.Transaction``); its manifest follows, so a killed run never leaves an image that
+looks done.
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from basicseg import __version__
-from bidsapp.discovery import ImageJob
-from basicseg.io import write_json, write_nifti, write_tsv
-from basicseg.references import image_stem
+from basicseg.io import Transaction, temp_path, write_json, write_nifti, write_tsv
 from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
+from bidsapp import manifest
+from bidsapp.discovery import ImageJob
 
 SC_MASK = "space-orig_label-SC_mask.nii.gz"
 LESION_MASK = "space-orig_label-lesion_mask.nii.gz"
@@ -35,10 +38,14 @@ SC_PROB = "space-orig_label-SC_probseg.nii.gz"
 LESION_PROB = "space-orig_label-lesion_probseg.nii.gz"
 MORPHOMETRICS = "morphometrics.tsv"
 PER_SLICE = "desc-perslice_morphometrics.tsv"
+# every file one image may have, for removing what a failed or stale attempt left
+IMAGE_OUTPUTS = (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, MORPHOMETRICS, PER_SLICE,
+                 *(n.replace(".nii.gz", ".json") for n in (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB)))
 
 # basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
 # slash: bids-validator-deno does not match "group/")
 BIDSIGNORE = """*_morphometrics.tsv
+*_manifest.json
 *.html
 sub-*/figures
 logs
@@ -77,16 +84,15 @@ def _create_once(path: Path, text: str) -> None:
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
+    tmp = temp_path(path)
     try:
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
         os.link(tmp, path)        # atomic and exclusive: exactly one task wins
     except FileExistsError:
         pass
     finally:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
 
 
 def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
@@ -98,39 +104,11 @@ def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
 
 # --- one image --------------------------------------------------------------------------------------------------
 
-def is_done(job: ImageJob, output_dir: Path) -> bool:
-    return job.output(output_dir, SC_MASK).is_file() and job.output(output_dir, MORPHOMETRICS).is_file()
-
-
 def identity(job: ImageJob) -> dict:
     return {"participant_id": f"sub-{job.subject}",
             "session_id": f"ses-{job.session}" if job.session else "n/a",
             "acquisition": job.entities.get("acquisition", "n/a"), "run": job.entities.get("run", "n/a"),
             "suffix": job.suffix, "source": job.relpath}
-
-
-def morphometrics_row(job: ImageJob, seg, models) -> dict:
-    from basicseg.measure.morphometrics import compute_morphometrics, qc_flags
-
-    # lesion=None (no lesion model ran) gives NaN lesion metrics: unknown, not zero
-    metrics = compute_morphometrics(seg.cord, seg.lesion, seg.volume.affine)
-    flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
-    return {**identity(job), "status": "ok", **metrics,
-            "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
-            "qc_flags": ";".join(flags),
-            "cord_model": models.cord.name, "lesion_model": models.lesion.name if models.lesion else "n/a",
-            "error": "n/a"}
-
-
-def per_slice_table(seg) -> pd.DataFrame:
-    from basicseg.measure.morphometrics import csa_per_slice
-
-    table = csa_per_slice(seg.cord, seg.volume.affine, lesion=seg.lesion)
-    table["centerline_i"] = np.round(seg.centres[:, 0], 2)
-    table["centerline_j"] = np.round(seg.centres[:, 1], 2)
-    if seg.confidence is not None:
-        table["localiser_confidence"] = np.round(seg.confidence, 3)
-    return table
 
 
 def mask_sidecar(job: ImageJob, model, kind: str, description: str) -> dict:
@@ -145,89 +123,87 @@ def mask_sidecar(job: ImageJob, model, kind: str, description: str) -> dict:
     }
 
 
-def write_image_outputs(job: ImageJob, seg, row: dict, models, config) -> None:
-    out = Path(config.output_dir)
-    native = seg.volume.native
-    to_native = seg.volume.to_native
-    # (file, mask, model, kind, description, sidecar fields beyond mask_sidecar's)
-    outputs = [(SC_MASK, seg.cord, models.cord, "SC",
-                "Spinal cord mask (BASICseg U-Net), on the input image's grid", {})]
+def _masks(seg, models) -> list[tuple]:
+    """(file, mask, model, kind, description, sidecar fields beyond mask_sidecar's) of one image."""
+    masks = [(SC_MASK, seg.cord, models.cord, "SC", "Spinal cord mask (BASICseg U-Net), on the input image's grid",
+              {})]
     if seg.lesion is not None:
-        outputs.append((LESION_MASK, seg.lesion, models.lesion, "lesion",
-                        "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
-                        "on the input image's grid",
-                        # postprocess.lesion_mask's rule: smaller 3D components are not reported
-                        {"MinimumComponentVolumeMM3": LESION_MIN_VOLUME_MM3}))
-    # sidecars first, masks last: a mask on disk means the image is complete (is_done)
-    write_tsv(job.output(out, PER_SLICE), per_slice_table(seg))
-    for name, mask, model, kind, description, fields in outputs:
-        sidecar = mask_sidecar(job, model, kind, description) | fields
-        write_json(job.output(out, name.replace(".nii.gz", ".json")), sidecar)
+        masks.append((LESION_MASK, seg.lesion, models.lesion, "lesion",
+                       "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
+                       "on the input image's grid",
+                       # postprocess.lesion_mask's rule: smaller 3D components are not reported
+                       {"MinimumComponentVolumeMM3": LESION_MIN_VOLUME_MM3}))
+    return masks
+
+
+def _stage_probabilities(txn: Transaction, job: ImageJob, seg, models, out: Path) -> None:
+    for name, prob, model, kind in ((SC_PROB, seg.cord_prob, models.cord, "SC"),
+                                    (LESION_PROB, seg.lesion_prob, models.lesion, "lesion")):
+        if prob is None:
+            continue
+        write_json(job.output(out, name.replace(".nii.gz", ".json")),
+                   mask_sidecar(job, model, kind, f"{kind} probability (0-1) from the network"), txn)
+        write_nifti(job.output(out, name), seg.volume.to_native(prob), seg.volume.native, np.float32, txn=txn)
+
+
+def stage_image(txn: Transaction, job: ImageJob, result, models, config) -> None:
+    """Every output file of one image, under temporary names until the transaction commits."""
+    out, seg = Path(config.output_dir), result.seg
+    write_tsv(job.output(out, PER_SLICE), result.per_slice, txn)
+    for name, mask, model, kind, description, fields in _masks(seg, models):
+        write_json(job.output(out, name.replace(".nii.gz", ".json")),
+                   mask_sidecar(job, model, kind, description) | fields, txn)
+        write_nifti(job.output(out, name), seg.volume.to_native(mask), seg.volume.native, np.uint8, txn=txn)
     if config.save_probabilities:
-        for name, prob, model, kind in ((SC_PROB, seg.cord_prob, models.cord, "SC"),
-                                        (LESION_PROB, seg.lesion_prob, models.lesion, "lesion")):
-            if prob is None:
-                continue
-            write_json(job.output(out, name.replace(".nii.gz", ".json")),
-                       mask_sidecar(job, model, kind, f"{kind} probability (0-1) from the network"))
-            write_nifti(job.output(out, name), to_native(prob), native, dtype=np.float32)
-    for name, mask, *_ in reversed(outputs):
-        write_nifti(job.output(out, name), to_native(mask), native, dtype=np.uint8)
-    write_tsv(job.output(out, MORPHOMETRICS), pd.DataFrame([row]))
+        _stage_probabilities(txn, job, seg, models, out)
+    write_tsv(job.output(out, MORPHOMETRICS), pd.DataFrame([result.row]), txn)
 
 
-def write_failure(job: ImageJob, exc: Exception, config) -> None:
-    """A failed image still gets a morphometrics row (status failed, the error) for the group level."""
-    row = {**identity(job), "status": "failed", "qc_flags": "failed", "error": str(exc).replace("\t", " ")}
-    write_tsv(job.output(Path(config.output_dir), MORPHOMETRICS), pd.DataFrame([row]))
+def replace_outputs(txn: Transaction, job: ImageJob, output_dir: Path, previous: dict | None) -> list[Path]:
+    """Swap in the staged files: the old manifest goes first (an interrupted swap then reads as not
+    done), the new files are renamed, and old outputs that the new set lacks are removed last."""
+    manifest.manifest_path(job, output_dir).unlink(missing_ok=True)
+    written = txn.commit()
+    keep = {p.relative_to(output_dir).as_posix() for p in written}
+    for name in (previous or {}).get("outputs", {}):
+        if name not in keep:
+            (Path(output_dir) / name).unlink(missing_ok=True)
+    return written
+
+
+def write_image(job: ImageJob, result, models, config, want, previous: dict | None) -> list[Path]:
+    """Write one image's derivatives and then its manifest; nothing old is replaced before all is staged."""
+    out = Path(config.output_dir)
+    txn = Transaction()
+    try:
+        stage_image(txn, job, result, models, config)
+        written = replace_outputs(txn, job, out, previous)
+    finally:
+        txn.abort()      # after a commit there is nothing left to abort
+    manifest.write(job, out, want, "ok", manifest.outputs_record(written, out))
+    return written
+
+
+def remove_outputs(job: ImageJob, output_dir: Path, previous: dict | None) -> None:
+    """An image's outputs that are no longer true: what its manifest lists and the known names."""
+    names = set((previous or {}).get("outputs", {}))
+    names |= {job.output(Path(output_dir), n).relative_to(output_dir).as_posix() for n in IMAGE_OUTPUTS}
+    for name in names:
+        (Path(output_dir) / name).unlink(missing_ok=True)
+
+
+def write_status(job: ImageJob, config, want, status: str, reason: str, previous: dict | None) -> None:
+    """A failed or skipped image: its stale outputs removed, a morphometrics row saying why (the group
+    level lists it in exclusions.tsv) and a manifest that makes the next run try again."""
+    out = Path(config.output_dir)
+    remove_outputs(job, out, previous)
+    row = {**identity(job), "status": status, "qc_flags": status, "error": reason.replace("\t", " ")}
+    path = write_tsv(job.output(out, MORPHOMETRICS), pd.DataFrame([row]))
+    if want is not None:
+        manifest.write(job, out, want, status, manifest.outputs_record([path], out), error=reason)
 
 
 # --- per-subject report -------------------------------------------------------------------------------------------
 
 def report_path(output_dir: Path, subject: str) -> Path:
     return Path(output_dir) / f"sub-{subject}.html"
-
-
-def write_report(subject: str, jobs: list[ImageJob], results: dict, models, config) -> Path:
-    from bidsapp.report.subject import write_subject_report
-
-    images = [_image_report(job, results.get(job.relpath), models, config) for job in jobs]
-    return write_subject_report(Path(config.output_dir), subject, images)
-
-
-def _image_report(job: ImageJob, result, models, config):
-    from basicseg.segment.load import load_axial, load_mask
-    from bidsapp.report.subject import ImageReport
-
-    out = Path(config.output_dir)
-    name = image_stem(job.path)
-    if isinstance(result, Exception) or (result is None and not is_done(job, out)):
-        error = str(result) if result is not None else "not processed"
-        return ImageReport(name=name, source=job.relpath, anat=None, affine=None, cord=None, lesion=None,
-                           cord_prob=None, centerline=None, morphometrics={}, models={}, warnings=[],
-                           status="failed", error=error)
-    if result is not None:
-        seg, row = result
-        volume, cord, lesion, prob, centres = seg.volume, seg.cord, seg.lesion, seg.cord_prob, seg.centres
-    else:   # done in an earlier run: rebuild from what is on disk
-        volume = load_axial(job.path)
-        cord = load_mask(job.output(out, SC_MASK), volume)
-        lesion_path = job.output(out, LESION_MASK)
-        lesion = load_mask(lesion_path, volume) if lesion_path.is_file() else None
-        row = pd.read_csv(job.output(out, MORPHOMETRICS), sep="\t").iloc[0].to_dict()
-        per_slice = pd.read_csv(job.output(out, PER_SLICE), sep="\t")
-        centres = per_slice[["centerline_i", "centerline_j"]].to_numpy(float) if "centerline_i" in per_slice else None
-        prob = None
-    flags = [f for f in str(row.get("qc_flags", "")).split(";") if f and f != "nan"]
-    model_info = {}
-    for role in ("cord", "lesion", "localiser"):
-        m = getattr(models, role, None) if models is not None else None
-        if m is not None:
-            model_info[role] = m.provenance()
-    if not model_info:
-        model_info = {"cord": {"Name": row.get("cord_model")}, "lesion": {"Name": row.get("lesion_model")}}
-    metrics = {k: v for k, v in row.items() if k not in ("participant_id", "session_id", "source", "suffix",
-                                                            "acquisition", "run", "status", "error", "qc_flags")}
-    return ImageReport(name=name, source=job.relpath, anat=volume.data, affine=volume.affine, cord=cord,
-                       lesion=lesion, cord_prob=prob, centerline=centres, morphometrics=metrics, models=model_info,
-                       warnings=flags, status="ok", error=None)

@@ -104,10 +104,16 @@ def test_sessions_and_filters(tiny_bids, tmp_path):
     assert [j.relpath for j in jobs] == ["sub-02/ses-1/anat/sub-02_ses-1_T2starw.nii.gz"]
 
 
-def test_pybids_database_is_per_run(tiny_bids, tmp_path):
+def test_pybids_index_leaves_nothing_on_disk(tiny_bids, tmp_path, monkeypatch):
+    """Each run indexes in memory: concurrent SLURM tasks share no SQLite file, and no bids_db-*
+    folder is left in the work dir or the system temp folder."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)
     discover(tiny_bids, tmp_path / "w")
-    discover(tiny_bids, tmp_path / "w")
-    assert len(list((tmp_path / "w").glob("bids_db-*"))) == 2
+    discover(tiny_bids, None)
+    assert not list(tmp_path.rglob("bids_db-*"))
 
 
 def test_filter_file_unknown_key(tmp_path):

@@ -6,7 +6,11 @@ done here: only axis permutations and flips, which are undone exactly by :meth:`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import gzip
+import hashlib
+import logging
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -17,6 +21,13 @@ from basicseg.errors import DATA_ERR, BasicsegError
 # A volume whose voxel sizes differ by less than this ratio is treated as 3D near-isotropic and
 # resliced axially; otherwise its thick-slice axis must be the inferior-superior one.
 ISOTROPY_RATIO = 1.5
+# Scanners write axes that are orthogonal to rounding; a grid sheared beyond this (cosine between two
+# voxel axes) breaks the orthogonal in-plane boxes of the networks and is refused.
+MAX_SHEAR_COSINE = 0.05
+# NIfTI xyz units other than millimetres, as factors to millimetres (nibabel's affine ignores them).
+UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
+
+log = logging.getLogger("basicseg")
 
 
 @dataclass
@@ -26,6 +37,9 @@ class AxialVolume:
     data: np.ndarray               # float32, canonical voxel order, axial slices along axis 2
     affine: np.ndarray             # canonical affine
     ornt: np.ndarray               # native -> canonical orientation transform
+    nonfinite_voxels: int = 0      # NaN/Inf voxels of the input, replaced by their slice's median
+    sha256: str | None = None      # of the file as read (the manifest's record of the input)
+    warnings: list = field(default_factory=list)
 
     @property
     def zooms(self) -> tuple[float, float, float]:
@@ -48,22 +62,76 @@ class AxialVolume:
         return nib.orientations.io_orientation(self.native.affine)
 
 
+def read_verified(path: Path) -> tuple[bytes, str]:
+    """The file's bytes, decompressed and checked to their end (gzip CRC and length), and the SHA-256
+    of the file as stored. nibabel alone stops reading before the gzip trailer, so a corrupted stream
+    would be segmented silently."""
+    raw = Path(path).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise BasicsegError(f"{path}: corrupt gzip stream ({exc}); the file is damaged or truncated",
+                                DATA_ERR) from exc
+    return raw, digest
+
+
+def _from_bytes(raw: bytes):
+    for kind in (nib.Nifti1Image, nib.Nifti2Image):
+        try:
+            return kind.from_bytes(raw)
+        except Exception as exc:   # the header of the other kind; the last error is reported
+            error = exc
+    raise error
+
+
 def load_image(path: str | Path) -> nib.Nifti1Image:
-    """Read a NIfTI file or raise a :class:`BasicsegError` that names the file and the problem."""
+    """Read a NIfTI file whole and check its geometry, or raise a :class:`BasicsegError` that names the
+    file and the problem."""
     path = Path(path)
     try:
-        img = nib.load(str(path))
-        if len(img.shape) == 4 and img.shape[3] == 1:
-            img = img.slicer[..., 0]
-        if len(img.shape) != 3:
-            raise BasicsegError(f"{path}: expected a 3D image, found shape {img.shape}", DATA_ERR)
-        if not np.all(np.isfinite(img.affine)) or abs(np.linalg.det(img.affine[:3, :3])) < 1e-9:
-            raise BasicsegError(f"{path}: the affine is singular or not finite", DATA_ERR)
-        return img
+        raw, digest = read_verified(path)
+        img = _from_bytes(raw)
     except BasicsegError:
         raise
-    except Exception as exc:  # nibabel raises many kinds (ImageFileError, EOFError, zlib.error ...)
+    except OSError as exc:
+        raise BasicsegError(f"{path}: cannot read ({exc.strerror or exc})", DATA_ERR) from exc
+    except Exception as exc:  # nibabel raises many kinds (HeaderDataError, ValueError ...)
         raise BasicsegError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})", DATA_ERR) from exc
+    if len(img.shape) == 4 and img.shape[3] == 1:
+        img = img.slicer[..., 0]
+    if len(img.shape) != 3:
+        raise BasicsegError(f"{path}: expected a 3D image, found shape {img.shape}", DATA_ERR)
+    check_geometry(img, path)
+    img.basicseg_sha256 = digest
+    return img
+
+
+def check_geometry(img, path: Path) -> None:
+    """Refuse what would silently change geometry: no orientation, a singular or sheared grid."""
+    hdr = img.header
+    if int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 0:
+        raise BasicsegError(f"{path}: neither qform nor sform is set (codes 0): the orientation is unknown",
+                            DATA_ERR)
+    affine = img.affine
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        raise BasicsegError(f"{path}: the affine is singular or not finite", DATA_ERR)
+    axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
+    cosines = np.abs(axes.T @ axes - np.eye(3))
+    if cosines.max() > MAX_SHEAR_COSINE:
+        raise BasicsegError(f"{path}: the voxel grid is sheared (axis cosine {cosines.max():.3f} > "
+                            f"{MAX_SHEAR_COSINE}); reslice it to an orthogonal grid first", DATA_ERR)
+    if hdr.get_xyzt_units()[0] not in UNIT_TO_MM:
+        raise BasicsegError(f"{path}: unsupported spatial unit {hdr.get_xyzt_units()[0]!r}", DATA_ERR)
+
+
+def affine_mm(img) -> np.ndarray:
+    """The voxel-to-world affine in millimetres, honouring the header's xyz unit."""
+    scale = UNIT_TO_MM[img.header.get_xyzt_units()[0]]
+    affine = img.affine.copy()
+    affine[:3, :] *= scale
+    return affine
 
 
 def axial_problem(img: nib.Nifti1Image) -> str | None:
@@ -91,11 +159,28 @@ def load_axial(path: str | Path, img: nib.Nifti1Image | None = None) -> AxialVol
         native = np.asanyarray(img.dataobj, dtype=np.float32)
     except Exception as exc:
         raise BasicsegError(f"{path}: cannot read voxel data ({exc})", DATA_ERR) from exc
-    if not np.isfinite(native).all():
-        native = np.nan_to_num(native, nan=0.0, posinf=0.0, neginf=0.0)
+    native, nonfinite = replace_nonfinite(native)
+    warnings = []
+    if nonfinite:
+        warnings.append(f"{nonfinite} NaN/Inf voxel(s) replaced by their slice's median")
+        log.warning("%s: %s", path, warnings[-1])
     data = nib.orientations.apply_orientation(native, ornt).astype(np.float32, copy=False)
-    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)
-    return AxialVolume(Path(path), img, np.ascontiguousarray(data), affine, ornt)
+    affine = affine_mm(img) @ nib.orientations.inv_ornt_aff(ornt, img.shape)
+    return AxialVolume(Path(path), img, np.ascontiguousarray(data), affine, ornt, nonfinite,
+                       getattr(img, "basicseg_sha256", None), warnings)
+
+
+def replace_nonfinite(data: np.ndarray) -> tuple[np.ndarray, int]:
+    """NaN/Inf voxels set to the median of their slice's finite voxels (along the last voxel axis):
+    zero would read as a dark, haemorrhage-like spot inside the cord."""
+    bad = ~np.isfinite(data)
+    count = int(bad.sum())
+    if count:
+        data = data.copy()
+        for k in np.unique(np.nonzero(bad)[2]):
+            finite = data[..., k][~bad[..., k]]
+            data[..., k][bad[..., k]] = np.median(finite) if finite.size else 0.0
+    return data, count
 
 
 def load_mask(path: str | Path, like: AxialVolume) -> np.ndarray:
