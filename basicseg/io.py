@@ -50,9 +50,11 @@ def _publish(tmp: Path, path: Path) -> None:
 
 
 def _discard(tmp: Path) -> None:
+    """Remove a temporary file; one that cannot be removed (a folder turned read-only) is left to the
+    next run's ``remove_stale_temps``."""
     try:
         tmp.unlink()
-    except FileNotFoundError:
+    except OSError:
         pass
     _LIVE.discard(tmp)
 

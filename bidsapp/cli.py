@@ -103,6 +103,9 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
 
 
 def setup_logging(output_dir: Path, verbose: int, quiet: bool) -> Path | None:
+    """The console gets INFO (or less), the run's log file under logs/ everything. A log file that
+    stops taking lines (a full disk) must not print logging's own tracebacks on the console."""
+    logging.raiseExceptions = False
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     fmt = logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
     root = logging.getLogger("basicseg")

@@ -126,6 +126,7 @@ def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=No
     jobs = [_job(bids_dir, f) for f in files]
     if centreline_dir is not None:
         jobs = [with_centreline(job, Path(centreline_dir)) for job in jobs]
+    jobs = refuse_name_clashes(jobs)
     if not jobs:
         what = ", ".join(f"{k}={v}" for k, v in query.items())
         raise BasicsegError(f"no images matched in {bids_dir} ({what})", NO_MATCH)
@@ -139,6 +140,21 @@ def _job(bids_dir: Path, bids_file) -> ImageJob:
     return ImageJob(path=path, relpath=path.relative_to(bids_dir).as_posix(), subject=str(entities["subject"]),
                     session=str(entities["session"]) if entities.get("session") else None,
                     entities=entities, prefix=prefix)
+
+
+def refuse_name_clashes(jobs: list[ImageJob]) -> list[ImageJob]:
+    """Two inputs whose outputs would share names (``sub-1_T2w.nii`` and ``.nii.gz``; a T2w and a T2starw
+    of the same entities) both fail, each naming the other: neither may overwrite the other's outputs."""
+    by_name: dict[tuple, list[ImageJob]] = {}
+    for job in jobs:
+        by_name.setdefault((job.subject, job.session, job.prefix), []).append(job)
+    out = []
+    for job in jobs:
+        clash = [j.relpath for j in by_name[(job.subject, job.session, job.prefix)] if j is not job]
+        out.append(replace(job, problem=f"{job.relpath}: its outputs would have the same names as those of "
+                                        f"{', '.join(clash)} (outputs are named {job.prefix}_*); select one "
+                                        "with --bids-filter-file") if clash else job)
+    return out
 
 
 def with_centreline(job: ImageJob, folder: Path) -> ImageJob:

@@ -200,7 +200,7 @@ def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected
         if reason is None:
             log.info("%s: done in an earlier run, skipped (use --overwrite to redo)", job.relpath)
         else:
-            if previous is not None or config.overwrite:
+            if previous is not None or config.overwrite or job.output(config.output_dir, write.MORPHOMETRICS).exists():
                 log.info("%s: redone: %s", job.relpath, reason)
             todo.append((job, want, previous))
     return todo

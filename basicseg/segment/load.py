@@ -114,7 +114,9 @@ def check_geometry(img, path: Path) -> None:
     if int(hdr["sform_code"]) == 0 and int(hdr["qform_code"]) == 0:
         raise BasicsegError(f"{path}: neither qform nor sform is set (codes 0): the orientation is unknown",
                             DATA_ERR)
-    affine = img.affine
+    if hdr.get_xyzt_units()[0] not in UNIT_TO_MM:
+        raise BasicsegError(f"{path}: unsupported spatial unit {hdr.get_xyzt_units()[0]!r}", DATA_ERR)
+    affine = affine_mm(img)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise BasicsegError(f"{path}: the affine is singular or not finite", DATA_ERR)
     axes = affine[:3, :3] / np.linalg.norm(affine[:3, :3], axis=0)
@@ -122,8 +124,6 @@ def check_geometry(img, path: Path) -> None:
     if cosines.max() > MAX_SHEAR_COSINE:
         raise BasicsegError(f"{path}: the voxel grid is sheared (axis cosine {cosines.max():.3f} > "
                             f"{MAX_SHEAR_COSINE}); reslice it to an orthogonal grid first", DATA_ERR)
-    if hdr.get_xyzt_units()[0] not in UNIT_TO_MM:
-        raise BasicsegError(f"{path}: unsupported spatial unit {hdr.get_xyzt_units()[0]!r}", DATA_ERR)
 
 
 def affine_mm(img) -> np.ndarray:
