@@ -29,12 +29,7 @@ from basicseg.io import write_json, write_nifti, write_tsv
 from basicseg.references import image_stem
 from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
 
-SC_MASK = "space-orig_label-SC_mask.nii.gz"
-LESION_MASK = "space-orig_label-lesion_mask.nii.gz"
-SC_PROB = "space-orig_label-SC_probseg.nii.gz"
-LESION_PROB = "space-orig_label-lesion_probseg.nii.gz"
-MORPHOMETRICS = "morphometrics.tsv"
-PER_SLICE = "desc-perslice_morphometrics.tsv"
+from bidsapp.naming import LESION_MASK, LESION_PROB, MORPHOMETRICS, PER_SLICE, SC_MASK, SC_PROB  # noqa: F401
 
 # basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
 # slash: bids-validator-deno does not match "group/")
