@@ -66,8 +66,12 @@ def _clean(obj):
 # --- names given on the command line ----------------------------------------------------------------------------
 
 def check_methods(config: Config) -> None:
-    """--compare folders must exist; --reference-method must name a method. Raises BasicsegError USAGE."""
+    """--compare names must be new and their folders exist; --reference-method must name a method.
+    Raises BasicsegError USAGE."""
     for name, folder in config.compare.items():
+        if name == stats.OWN_METHOD:
+            raise exits.BasicsegError(f"--compare {name}={folder}: {name!r} names basicseg's own masks; "
+                                      "choose another name", exits.USAGE)
         if not Path(folder).is_dir():
             raise exits.BasicsegError(f"--compare {name}={folder}: no such folder", exits.USAGE)
     methods = [stats.OWN_METHOD, *config.compare]
@@ -77,13 +81,15 @@ def check_methods(config: Config) -> None:
 
 
 def check_columns(config: Config, joined: pd.DataFrame) -> None:
-    """Every --outcome and --predictor names a numeric column of the joined table. Raises BasicsegError USAGE."""
-    numeric = [c for c in joined.columns if pd.api.types.is_numeric_dtype(joined[c]) and not str(c).startswith(
-        "entity_")]
+    """Every --outcome and --predictor names a column of the joined table (one without numbers is fitted on
+    n = 0 and reported as skipped: a data problem, not a typo). Raises BasicsegError USAGE listing the
+    numeric columns."""
+    numeric = [str(c) for c in joined.columns
+               if pd.api.types.is_numeric_dtype(joined[c]) and not str(c).startswith("entity_")]
     for option, names in (("--outcome", config.outcome), ("--predictor", config.predictor)):
-        wrong = [n for n in names if n not in numeric]
+        wrong = [n for n in names if n not in joined.columns]
         if wrong:
-            raise exits.BasicsegError(f"{option} {', '.join(wrong)}: no such numeric column; valid: "
+            raise exits.BasicsegError(f"{option} {', '.join(wrong)}: no such column; valid: "
                                       f"{', '.join(numeric) or 'none'}", exits.USAGE)
 
 
