@@ -56,7 +56,7 @@ def test_ragged_first_row_keeps_the_other_scores(tmp_path):
 def test_short_rows_trailing_tabs_and_missing(tmp_path):
     path = _write(tmp_path / "t.tsv", "participant_id\ta\tb\nsub-01\t1\nsub-02\t2\t3\t\t\nsub-03\tn/a\t\n\n")
     frame, notes = read_tsv_defensively(path)
-    assert frame.loc[2, "b"] is np.nan or pd.isna(frame.loc[2, "b"])
+    assert pd.isna(frame.loc[2, "b"])
     assert frame.loc[3, "b"] == "3" and pd.isna(frame.loc[4, "a"])
     assert "t.tsv line 2: fewer fields than the header's 3; the missing ones read as n/a" in notes
     assert "t.tsv line 3: trailing empty field(s) ignored" in notes
@@ -286,3 +286,30 @@ def test_demo_text_column_as_outcome_is_fitted_on_no_points(demo):
     assert run_group(_config(bids, out, outcome=["lesion"])) == exits.OK      # participants.tsv: text only
     reg = pd.read_csv(out / "group" / "regressions.tsv", sep="\t").iloc[0]
     assert reg["n"] == 0 and reg["path"] == "skipped"
+
+
+def test_demo_corrupt_mask_is_an_exclusion(demo):
+    bids, out = demo
+    (out / "sub-unf01/anat/sub-unf01_space-orig_label-SC_mask.nii.gz").write_bytes(b"not a NIfTI file")
+    assert run_group(_config(bids, out)) == exits.OK
+    exc = pd.read_csv(out / "group" / "exclusions.tsv", sep="\t")
+    reasons = list(exc.loc[exc["participant_id"] == "sub-unf01", "reason"])
+    assert reasons == ["segmentation comparison: no readable basicseg cord mask"]
+    dice = pd.read_csv(out / "group" / "dice_per_slice.tsv", sep="\t")
+    assert "sub-unf01" not in set(dice["participant_id"]) and len(set(dice["participant_id"])) == 3
+
+
+def test_unexpected_error_is_one_line_exit_1(demo, monkeypatch, caplog):
+    from bidsapp.group import stats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stats, "table2", broken)
+    bids, out = demo
+    with caplog.at_level(logging.DEBUG, logger="basicseg"):
+        assert run_group(_config(bids, out)) == exits.FAILURE
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["group level failed: RuntimeError: a bug (traceback in the log file)"]
+    assert errors[0].exc_info is None                                   # the console handler prints no traceback
+    assert any(r.exc_info for r in caplog.records if r.levelno == logging.DEBUG)   # the log file (DEBUG) has it

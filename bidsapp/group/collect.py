@@ -46,19 +46,19 @@ def morphometrics_files(output_dir: Path, participant_labels=None) -> list[Path]
     return files
 
 
-def _identity(rel: Path) -> dict:
+def _identity(rel: Path, suffix: str = "T2w") -> dict:
     """What the file's place says about its image (used where the row does not say it)."""
     prefix = rel.name[: -len(f"_{MORPHOMETRICS}")]
     return {"participant_id": rel.parts[0],
             "session_id": rel.parts[1] if rel.parts[1].startswith("ses-") else np.nan,
-            "source": str(rel.parent / f"{prefix}_T2w.nii.gz")}
+            "source": str(rel.parent / f"{prefix}_{suffix}.nii.gz")}
 
 
 def _rows(path: Path, output_dir: Path, state: GroupState) -> list[dict]:
     rel = path.relative_to(output_dir)
     frame, notes = read_tsv_defensively(path, label=str(rel))
     for note in notes:
-        state.note(INPUTS, note, logged=True)
+        state.note(INPUTS, note, level=None)
     where = _identity(rel)
     if frame.empty:
         state.exclude(f"morphometrics file {rel} has no usable row", **where)
@@ -68,8 +68,7 @@ def _rows(path: Path, output_dir: Path, state: GroupState) -> list[dict]:
         row = {k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))}
         row.setdefault("participant_id", where["participant_id"])
         row.setdefault("session_id", where["session_id"])
-        if "source" not in row:
-            row["source"] = where["source"].replace("_T2w.nii.gz", f"_{row.get('suffix', 'T2w')}.nii.gz")
+        row.setdefault("source", _identity(rel, row.get("suffix", "T2w"))["source"])
         row.setdefault("status", OK if "status" not in frame.columns else "")   # older outputs have no status
         row["morphometrics_file"] = str(rel)
         rows.append(row)

@@ -99,10 +99,10 @@ def draw_figures(state: GroupState, work_dir=None) -> dict:
     for key, name, draw in _planned(state):
         try:
             written[key] = save_png(draw(), fig_dir / name, dpi=DPI, tight=True)
-        except Exception as exc:   # noqa: BLE001 -- one figure must not cost the others or the report
+        except Exception as exc:   # any failure: one figure must not cost the others or the report
             message = f"group figure {FIGURE_DIR / name} could not be written: {type(exc).__name__}: {exc}"
             log.error("%s", message)
             log.debug("figure failure", exc_info=True)       # the traceback goes to the log file only
             state.write_errors.append(message)
-            state.note(OUTPUTS, message, logged=True)
+            state.note(OUTPUTS, message, level=None)
     return written

@@ -70,7 +70,7 @@ def read_table(path: Path, label: str, state: GroupState) -> pd.DataFrame:
     described = descriptions(path.with_suffix(".json"), state)
     frame, notes = read_tsv_defensively(path, label=label, keys=KEYS, described=described)
     for note in notes:
-        state.note(INPUTS, note, logged=True)
+        state.note(INPUTS, note, level=None)
     state.descriptions.update({k: v for k, v in (described or {}).items() if v})
     return numeric_columns(_normalise_ids(frame), label, state)
 
@@ -111,7 +111,7 @@ def _join_phenotype(path: Path, joined: pd.DataFrame, known_ids, images: set, st
         state.note(INPUTS, f"{label}: participant(s) not in participants.tsv: {', '.join(unknown)}")
     no_images = sorted(set(table["participant_id"]) - images)
     if no_images:
-        state.note(INPUTS, f"{label}: no processed image for {', '.join(no_images)}", logged=True)
+        state.note(INPUTS, f"{label}: no processed image for {', '.join(no_images)}")
     table, keys = _phenotype_keys(table, label, joined["session_id"].notna().any(), state)
     clash = [c for c in table.columns if c in joined.columns and c not in keys]
     table = table.rename(columns={c: f"{c}_{path.stem}" for c in clash})
@@ -126,7 +126,7 @@ def join(bids_dir: Path, morph: pd.DataFrame, state: GroupState) -> pd.DataFrame
     joined, known_ids = _join_participants(bids_dir, joined, state)
     tables = sorted((bids_dir / "phenotype").glob("*.tsv")) if (bids_dir / "phenotype").is_dir() else []
     if not tables:
-        state.note(INPUTS, NO_PHENOTYPE, logged=True)
+        state.note(INPUTS, NO_PHENOTYPE, level=logging.INFO)
     for path in tables:
         joined = _join_phenotype(path, joined, known_ids, set(morph["participant_id"]), state)
     return joined

@@ -24,6 +24,17 @@ REGRESSION_TEXT = ("The paper's procedure: OLS; linearity checked by a t test of
                    "non-linear, log(x + 1) kept when R² improves, otherwise Spearman (P as R's cor.test). "
                    "<a href='group/regressions.tsv'>regressions.tsv</a>")
 
+INTRO = ("<p>Derivatives: <code>{output_dir}</code>; inputs: <code>{bids_dir}</code>. Statistics and their "
+         "agreement with R (lme4 + lmerTest): <code>docs/statistics.md</code>. Lesion models were trained on "
+         "SIMULATED lesions.</p>")
+NO_DICE = "<p class='skip'>No per-slice Dice (no image with both a reference and a segmentation).</p>"
+DICE_TEXT = ("<p>Per-slice Dice against the reference cord mask, on slices where the reference has cord "
+             "(<a href='group/dice_per_slice.tsv'>dice_per_slice.tsv</a>).</p>")
+TABLE2_TEXT = ("<p>Linear mixed models, random intercept per participant, REML; Satterthwaite df (as lmerTest). "
+               "Reference method: <b>{reference}</b>. <a href='group/table2.tsv'>table2.tsv</a></p>")
+TABLE2_HEAD = ("<table><tr><th>Model</th><th>Term</th><th>Estimate</th><th>SE</th><th>df</th><th>t</th><th>P</th>"
+               "<th>n slices</th><th>n participants</th></tr>")
+
 
 def _cell(value) -> str:
     return _e(format_number(value, digits=DIGITS))
@@ -52,10 +63,11 @@ def inputs_section(state: GroupState) -> list[str]:
     n_img = len(morph) if morph is not None else 0
     n_ok = int((morph["status"] == "ok").sum()) if n_img else 0
     n_part = morph["participant_id"].nunique() if n_img else 0
-    return [f"<h2>Inputs</h2><p>{n_img} image(s) from {n_part} participant(s); {n_ok} processed, "
-            f"{n_img - n_ok} not processed (failed or skipped at the participant level; see the exclusions). "
-            "Tables: <a href='group/morphometrics.tsv'>morphometrics.tsv</a>, <a href='group/joined.tsv'>"
-            "joined.tsv</a>, <a href='group/exclusions.tsv'>exclusions.tsv</a>.</p>", _notes(state.notes[INPUTS])]
+    summary = (f"<h2>Inputs</h2><p>{n_img} image(s) from {n_part} participant(s); {n_ok} processed, "
+               f"{n_img - n_ok} not processed (failed or skipped at the participant level; see the exclusions). "
+               "Tables: <a href='group/morphometrics.tsv'>morphometrics.tsv</a>, <a href='group/joined.tsv'>"
+               "joined.tsv</a>, <a href='group/exclusions.tsv'>exclusions.tsv</a>.</p>")
+    return [summary, _notes(state.notes[INPUTS])]
 
 
 def _regression_row(r) -> dict:
@@ -80,13 +92,11 @@ def regression_section(state: GroupState) -> list[str]:
 def dice_section(state: GroupState) -> list[str]:
     parts = ["<h2>Segmentation comparisons (Table 2)</h2>", _notes(state.notes[COMPARISON])]
     if state.dice is None or not len(state.dice):
-        return parts + ["<p class='skip'>No per-slice Dice (no image with both a reference and a "
-                        "segmentation).</p>"]
+        return parts + [NO_DICE]
     counts = state.dice.groupby("method").agg(slices=("dice", "size"), participants=("participant_id", "nunique"),
                                               mean_dice=("dice", "mean"), median_dice=("dice", "median"))
     counts.insert(0, "method", counts.index)
-    return parts + ["<p>Per-slice Dice against the reference cord mask, on slices where the reference has cord "
-                    "(<a href='group/dice_per_slice.tsv'>dice_per_slice.tsv</a>).</p>",
+    return parts + [DICE_TEXT,
                     table_html(counts.reset_index(drop=True)),
                     _figure(state, ("dice",), "Dice violin plots", "100%")]
 
@@ -108,11 +118,8 @@ def _table2_rows(sub: pd.DataFrame, title: str) -> list[str]:
 def table2_section(state: GroupState) -> list[str]:
     if state.table2 is None or not len(state.table2):
         return []
-    parts = ["<p>Linear mixed models, random intercept per participant, REML; Satterthwaite df (as lmerTest). "
-             f"Reference method: <b>{_e(state.methods[0] if state.methods else '')}</b>. "
-             "<a href='group/table2.tsv'>table2.tsv</a></p>",
-             "<table><tr><th>Model</th><th>Term</th><th>Estimate</th><th>SE</th><th>df</th><th>t</th><th>P</th>"
-             "<th>n slices</th><th>n participants</th></tr>"]
+    reference = _e(state.methods[0] if state.methods else "")
+    parts = [TABLE2_TEXT.format(reference=reference), TABLE2_HEAD]
     for key, title in TABLE2_ANALYSES:
         parts += _table2_rows(state.table2[state.table2["analysis"] == key], title)
     return parts + ["</table>"]
@@ -162,9 +169,7 @@ def subjects_section(state: GroupState) -> list[str]:
 def render(state: GroupState) -> str:
     errors = state.notes[OUTPUTS]
     parts = [HEAD, "<h1>basicseg group report</h1>",
-             f"<p>Derivatives: <code>{_e(state.output_dir)}</code>; inputs: <code>{_e(state.bids_dir)}</code>. "
-             "Statistics and their agreement with R (lme4 + lmerTest): <code>docs/statistics.md</code>. "
-             "Lesion models were trained on SIMULATED lesions.</p>",
+             INTRO.format(output_dir=_e(state.output_dir), bids_dir=_e(state.bids_dir)),
              ("<h2>Output errors</h2>" + _notes(errors, "error")) if errors else "",
              *inputs_section(state), *regression_section(state), *dice_section(state), *table2_section(state),
              *exclusions_section(state), *subjects_section(state), "</body></html>\n"]

@@ -103,7 +103,7 @@ def _write(state: GroupState, writer, name: str, data) -> None:
         message = f"{GROUP_DIR}/{name} could not be written: {exc.strerror or exc}"
         log.error("%s", message)
         state.write_errors.append(message)
-        state.note(OUTPUTS, message, logged=True)
+        state.note(OUTPUTS, message, level=None)
 
 
 def write_tables(state: GroupState, config: Config, regressions: pd.DataFrame) -> None:
@@ -167,7 +167,7 @@ def run_group(config: Config, output_dir=None, **legacy) -> int:
     except exits.BasicsegError as exc:
         log.error("%s", exc)
         return exc.code
-    except Exception as exc:   # noqa: BLE001 -- a bug must not print a traceback on the user's console
+    except Exception as exc:   # a bug must not print a traceback on the user's console
         log.error("group level failed: %s: %s (traceback in the log file)", type(exc).__name__, exc)
         log.debug("group level failure", exc_info=True)
         return exits.FAILURE

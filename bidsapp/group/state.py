@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +39,15 @@ class GroupState:
         self.exclusions.append({"participant_id": _text(participant_id), "session_id": _text(session_id),
                                 "source": _text(source), "reason": reason})
 
-    def note(self, section: str, message: str, logged: bool = False) -> None:
-        """A note for the report, logged as a warning unless the reader logged it already."""
+    def note(self, section: str, message: str, level: int | None = logging.WARNING) -> None:
+        """A note for the report, also logged at ``level`` (None: the reader logged it already)."""
         self.notes[section].append(message)
-        if not logged:
-            log.warning("%s", message)
+        if level is not None:
+            log.log(level, "%s", message)
 
     def exclusion_table(self) -> pd.DataFrame:
         return pd.DataFrame(self.exclusions, columns=EXCLUSION_COLUMNS)
 
 
 def _text(value) -> str:
-    return NA if value is None or (isinstance(value, float) and value != value) else str(value)
+    return NA if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)

@@ -51,7 +51,7 @@ def one_per_participant(joined: pd.DataFrame, state: GroupState, analysis: str) 
         state.exclude(f"{analysis}: participant has several images; the first by source path is used", *_ident(r))
     if dup.any():
         state.note(ANALYSIS, f"{analysis}: participants with several images use the first image by source path",
-                   logged=True)
+                   level=logging.INFO)
     return ok[~dup]
 
 
@@ -113,31 +113,44 @@ def method_masks(bids_dir: Path, output_dir: Path, source: str, compare: dict) -
     return out
 
 
-def _references(row, state: GroupState):
-    """(cord reference, its affine, lesion category per slice: 1, 0 or NaN) or None (excluded)."""
-    ident, image = _ident(row), state.bids_dir / row["source"]
-    analysis = "segmentation comparison"
+def _cord_reference(image: Path, bids_dir: Path):
+    """(reference cord mask, its affine), or the reason there is none."""
     try:
-        ref_path = find_reference(image, "cord", bids_root=state.bids_dir)
+        path = find_reference(image, "cord", bids_root=bids_dir)
     except ValueError as exc:
-        return state.exclude(f"{analysis}: cannot look up a reference: {exc}", *ident)
-    if ref_path is None:
-        return state.exclude(f"{analysis}: no reference cord mask in derivatives/labels", *ident)
-    loaded = _load_mask(ref_path)
-    if loaded is None or loaded[0].ndim != 3:
-        return state.exclude(f"{analysis}: reference cord mask {ref_path.name} unreadable or not 3D", *ident)
-    ref, affine = loaded
-    lesion = np.full(ref.shape[2], np.nan)
+        return f"cannot look up a reference: {exc}"
+    if path is None:
+        return "no reference cord mask in derivatives/labels"
+    loaded = _load_mask(path)
+    if loaded is None:
+        return f"reference cord mask {path.name} is unreadable"
+    if loaded[0].ndim != 3:
+        return f"reference cord mask {path.name} is not 3D ({loaded[0].shape})"
+    return loaded
+
+
+def _references(row, state: GroupState):
+    """(cord reference, its affine, lesion category per slice: 1, 0 or NaN), or None when the image is excluded."""
+    ident, image = _ident(row), state.bids_dir / row["source"]
+    cord = _cord_reference(image, state.bids_dir)
+    if isinstance(cord, str):
+        state.exclude(f"segmentation comparison: {cord}", *ident)
+        return None
+    ref, affine = cord
+    return ref, affine, _lesion_categories(image, ref.shape, ident, state)
+
+
+def _lesion_categories(image: Path, shape: tuple, ident: tuple, state: GroupState) -> np.ndarray:
+    """1 (lesion) or 0 (normal-appearing) per axial slice from the reference lesion mask; NaN without one."""
     les_path = find_reference(image, "lesion", bids_root=state.bids_dir)
     les = _load_mask(les_path) if les_path is not None else None
     if les is None:
         state.exclude("lesion categories: no readable reference lesion mask; slices have no lesion category", *ident)
-    elif les[0].shape != ref.shape:
-        state.exclude(f"lesion categories: lesion reference shape {les[0].shape} != cord reference {ref.shape}",
-                      *ident)
+    elif les[0].shape != shape:
+        state.exclude(f"lesion categories: lesion reference shape {les[0].shape} != cord reference {shape}", *ident)
     else:
-        lesion = les[0].reshape(-1, ref.shape[2]).any(axis=0).astype(float)
-    return ref, affine, lesion
+        return les[0].reshape(-1, shape[2]).any(axis=0).astype(float)
+    return np.full(shape[2], np.nan)
 
 
 def _dice_rows(row, ref, affine, lesion, masks: dict, state: GroupState) -> list[dict]:

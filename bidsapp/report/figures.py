@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 
 from bidsapp.report.html import mpl_config_fallback, save_png
 
-mpl_config_fallback()
+mpl_config_fallback()     # before the first matplotlib import
 
-import numpy as np                                          # noqa: E402
-from matplotlib.figure import Figure                         # noqa: E402
-from matplotlib.lines import Line2D                          # noqa: E402
-from matplotlib.ticker import MaxNLocator                    # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-from basicseg.measure.morphometrics import csa_per_slice, slice_geometry  # noqa: E402
+from basicseg.measure.morphometrics import csa_per_slice, slice_geometry
 
 if TYPE_CHECKING:
     from bidsapp.report.subject import ImageReport

@@ -189,7 +189,7 @@ def _draw_figures(img: ImageReport, stem: str, fig_dir: Path, fig_rel: str) -> d
             name = f"{stem}_desc-{kind}_qc.png"
             size = draw(img, fig_dir / name, centres)
             figures[kind] = (f"{quote(fig_rel)}/{quote(name)}", size)
-    except Exception as exc:    # noqa: BLE001 -- shown on the page instead of the figure
+    except Exception as exc:    # noqa: BLE001 -- any failure is shown on the page instead of the figure
         figures["figure_error"] = f"{type(exc).__name__}: {exc}"
     return figures
 
