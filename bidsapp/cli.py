@@ -234,10 +234,7 @@ def participant(config: Config) -> int:
 def group(config: Config) -> int:
     from bidsapp.group.run import run_group
 
-    return run_group(config.bids_dir, config.output_dir, participant_labels=config.participant_label or None,
-                     outcomes=config.outcome or None, predictors=config.predictor or None,
-                     compare=config.compare or None, reference_method=config.reference_method,
-                     work_dir=config.work_dir)
+    return run_group(config)
 
 
 if __name__ == "__main__":

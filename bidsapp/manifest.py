@@ -14,8 +14,7 @@ from pathlib import Path
 
 from basicseg import __version__
 from basicseg.io import sha256_file, write_json
-
-MANIFEST = "desc-basicseg_manifest.json"
+from bidsapp.naming import MANIFEST
 
 
 @dataclass(frozen=True)

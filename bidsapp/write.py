@@ -32,15 +32,7 @@ from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
 from bidsapp import manifest
 from bidsapp.discovery import ImageJob
 
-SC_MASK = "space-orig_label-SC_mask.nii.gz"
-LESION_MASK = "space-orig_label-lesion_mask.nii.gz"
-SC_PROB = "space-orig_label-SC_probseg.nii.gz"
-LESION_PROB = "space-orig_label-lesion_probseg.nii.gz"
-MORPHOMETRICS = "morphometrics.tsv"
-PER_SLICE = "desc-perslice_morphometrics.tsv"
-# every file one image may have, for removing what a failed or stale attempt left
-IMAGE_OUTPUTS = (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, MORPHOMETRICS, PER_SLICE,
-                 *(n.replace(".nii.gz", ".json") for n in (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB)))
+from bidsapp.naming import IMAGE_OUTPUTS, LESION_MASK, LESION_PROB, MORPHOMETRICS, PER_SLICE, SC_MASK, SC_PROB  # noqa: F401
 
 # basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
 # slash: bids-validator-deno does not match "group/")

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from basicseg import errors as exits
+from bidsapp.config import Config
 from bidsapp.group.run import run_group
+from bidsapp.group.state import EXCLUSION_COLUMNS
 
 SHAPE = (24, 24, 10)
 AFFINE = np.array([[-0.5, 0, 0, 6.0], [0, 0.5, 0, -6.0], [0, 0, 3.0, -15.0], [0, 0, 0, 1]])  # x flipped (LPS-like)
@@ -92,9 +94,13 @@ def synthetic(tmp_path):
     return build(tmp_path)
 
 
+def config(bids, out, **kwargs) -> Config:
+    return Config(bids_dir=bids, output_dir=out, analysis_level="group", **kwargs)
+
+
 def test_run_group_end_to_end(synthetic):
     bids, out, other = synthetic
-    code = run_group(bids, out, compare=[f"sct={other}"])
+    code = run_group(config(bids, out, compare={"sct": other}))
     assert code == exits.OK
     g = out / "group"
     for name in ("morphometrics.tsv", "joined.tsv", "regressions.tsv", "regressions.json", "dice_per_slice.tsv",
@@ -132,12 +138,16 @@ def test_run_group_end_to_end(synthetic):
     assert "methodsct:lesion" in set(inter["term"])
 
     exc = pd.read_csv(g / "exclusions.tsv", sep="\t")
+    assert list(exc.columns) == EXCLUSION_COLUMNS
     reasons = " | ".join(exc["reason"])
     assert "no reference cord mask" in reasons
     assert "missing LEMS_admission" in reasons
-    assert "image failed" in reasons
+    failed = exc[exc["participant_id"] == f"sub-{FAILED}"]
+    assert list(failed["reason"]) == ["failed at the participant level: localiser found no cord"]   # once
+    assert failed["source"].iloc[0] == f"sub-{FAILED}/anat/sub-{FAILED}_T2w.nii.gz"
     html = (out / "group_report.html").read_text()
-    for text in ("Table 2", "no reference cord mask", "missing LEMS_admission", "image failed",
+    for text in ("Table 2", "no reference cord mask", "missing LEMS_admission",
+                 "failed at the participant level: localiser found no cord",
                  "sub-99", "non-numeric", "group/figures/dice_violin.png"):
         assert text in html, text
     assert str(out) + "/group" not in html.split("Derivatives:")[1].split("</p>", 1)[1]   # relative links only
@@ -148,17 +158,17 @@ def test_run_group_end_to_end(synthetic):
 
 def test_reference_method_and_single_method(synthetic):
     bids, out, other = synthetic
-    assert run_group(bids, out, compare={"sct": other}, reference_method="sct") == exits.OK
+    assert run_group(config(bids, out, compare={"sct": other}, reference_method="sct")) == exits.OK
     t2 = pd.read_csv(out / "group" / "table2.tsv", sep="\t")
     assert "methodbasicseg" in set(t2["term"])
-    assert run_group(bids, out) == exits.OK                   # no --compare: one method, models skipped
+    assert run_group(config(bids, out)) == exits.OK                   # no --compare: one method, models skipped
     t2 = pd.read_csv(out / "group" / "table2.tsv", sep="\t")
     assert t2["skipped"].str.contains("only one segmentation method").all()
 
 
 def test_no_phenotype(tmp_path):
     bids, out, other = build(tmp_path, phenotype=False)
-    assert run_group(bids, out, compare=[f"sct={other}"]) == exits.OK
+    assert run_group(config(bids, out, compare={"sct": other})) == exits.OK
     html = (out / "group_report.html").read_text()
     assert "No phenotype data" in html
     assert (out / "group" / "table2.tsv").is_file()
@@ -166,7 +176,7 @@ def test_no_phenotype(tmp_path):
 
 def test_too_few_points_skipped(synthetic):
     bids, out, other = synthetic
-    assert run_group(bids, out, participant_labels=["01", "sub-02"], compare=[f"sct={other}"]) == exits.OK
+    assert run_group(config(bids, out, participant_label=["01", "sub-02"], compare={"sct": other})) == exits.OK
     reg = pd.read_csv(out / "group" / "regressions.tsv", sep="\t")
     assert (reg["path"] == "skipped").all()
     assert reg["skipped"].str.contains("fewer than 3").all()
@@ -177,9 +187,11 @@ def test_exit_codes(synthetic, tmp_path):
     bids, out, other = synthetic
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert run_group(bids, empty) == exits.NO_INPUT
-    assert run_group(bids, out, participant_labels=["nobody"]) == exits.NO_MATCH
+    assert run_group(config(bids, empty)) == exits.NO_INPUT
+    assert run_group(config(bids, out, participant_label=["nobody"])) == exits.NO_MATCH
+    # the former keyword interface (tests/test_stats_r.py) parses --compare with the command line's parser
     assert run_group(bids, out, compare=["no-equals-sign"]) == exits.USAGE
+    assert run_group(bids, out, compare=[f"sct={other}"]) == exits.OK
 
 
 def test_sessions_and_missing_outcome_column(tmp_path):
@@ -197,13 +209,13 @@ def test_sessions_and_missing_outcome_column(tmp_path):
     t = pd.read_csv(m, sep="\t", dtype=str, keep_default_na=False)
     t["session_id"], t["source"] = "ses-1", "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz"
     t.to_csv(m, sep="\t", index=False)
-    assert run_group(bids, out, outcomes=["LEMS_admission", "NotAColumn"], compare=[f"sct={other}"]) == exits.OK
+    assert run_group(config(bids, out, outcome=["LEMS_admission"], compare={"sct": other})) == exits.OK
     morph = pd.read_csv(out / "group" / "morphometrics.tsv", sep="\t")
     assert morph.loc[morph["participant_id"] == "sub-01", "entity_ses"].iloc[0] == 1
     dice = pd.read_csv(out / "group" / "dice_per_slice.tsv", sep="\t")
     assert "ses-1" in set(dice["session_id"])
     reg = pd.read_csv(out / "group" / "regressions.tsv", sep="\t")
-    assert reg.loc[reg["outcome"] == "NotAColumn", "skipped"].str.contains("not found").all()
+    assert list(reg["outcome"]) == ["LEMS_admission"]
 
 
 # --- statistics without R: numbers recorded from R 4.2.2, lme4 1.1.31, lmerTest 3.1.3 (tests/test_stats_r.py
@@ -254,9 +266,10 @@ def test_cli_group(synthetic, tmp_path):
 
 
 def test_matplotlib_config_dir_when_home_unwritable(monkeypatch, tmp_path):
-    from bidsapp.group import run as group
+    from bidsapp.report.html import mpl_config_fallback
 
     monkeypatch.delenv("MPLCONFIGDIR", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "does-not-exist"))
-    group._pyplot(work_dir=tmp_path)
-    assert Path(__import__("os").environ["MPLCONFIGDIR"]).is_dir()
+    mpl_config_fallback(work_dir=tmp_path)
+    made = Path(__import__("os").environ["MPLCONFIGDIR"])
+    assert made.is_dir() and made.parent == tmp_path          # under the work dir when it is writable

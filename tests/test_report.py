@@ -1,7 +1,8 @@
 """The per-subject HTML report, built from a real image and opened in headless Chromium.
 
-The image is spine-public's sub-errsm11 T2w with its manual cord mask (derivatives/labels), both in
-closest-canonical orientation, with a synthetic ellipsoidal lesion inside the cord.  The report is
+The image is the embedded demo dataset's sub-errsm11 T2w (demo/ds-demo: real anatomy, 40 axial slices)
+with its manual cord mask (derivatives/labels), both in closest-canonical orientation, with a synthetic
+ellipsoidal lesion inside the cord.  The report is
 moved to another folder before it is opened (relative links only), then Chromium must render it with
 every <img> loaded (the report's own inline script sets ``data-images-loaded="n/N"``) and print no
 console message at all; a screenshot must show a non-trivial page.  A negative control -- a copy of the
@@ -21,7 +22,8 @@ import numpy as np
 import pytest
 
 from basicseg.measure.morphometrics import compute_morphometrics, qc_flags
-from bidsapp.report.subject import ImageReport, mosaic_slices, write_subject_report
+from bidsapp.report.figures import mosaic_slices
+from bidsapp.report.subject import ImageReport, write_subject_report
 
 CHROMIUM = shutil.which("chromium")
 SUBJECT = "errsm11"
@@ -36,10 +38,10 @@ def _centroids(cord: np.ndarray) -> np.ndarray:
                          (np.arange(cord.shape[1]) @ cord.sum(axis=0)) / counts], axis=1)
 
 
-def _images(spine_public: Path) -> list[ImageReport]:
-    anat_img = nib.as_closest_canonical(nib.load(spine_public / "sub-errsm11/anat/sub-errsm11_T2w.nii.gz"))
+def _images(dataset: Path) -> list[ImageReport]:
+    anat_img = nib.as_closest_canonical(nib.load(dataset / "sub-errsm11/anat/sub-errsm11_T2w.nii.gz"))
     seg_img = nib.as_closest_canonical(nib.load(
-        spine_public / "derivatives/labels/sub-errsm11/anat/sub-errsm11_T2w_seg-manual.nii.gz"))
+        dataset / "derivatives/labels/sub-errsm11/anat/sub-errsm11_T2w_seg-manual.nii.gz"))
     anat = np.asarray(anat_img.dataobj, dtype=np.float32)
     cord = np.asarray(seg_img.dataobj) > 0.5
     affine = anat_img.affine
@@ -57,7 +59,7 @@ def _images(spine_public: Path) -> list[ImageReport]:
                        morphometrics={**compute_morphometrics(cord, lesion, affine), "mean_cord_probability": 0.9},
                        models=MODELS, warnings=qc_flags(cord, lesion, prob))
     # the same anatomy, 40 slices, where "no cord was found" (exercises the fallbacks)
-    sub = slice(kc - 20, kc + 20)
+    sub = slice(max(0, kc - 20), kc + 20)
     empty = np.zeros_like(cord[:, :, sub])
     nocord = ImageReport(name="sub-errsm11_acq-nocord_T2w", source="sub-errsm11/anat/sub-errsm11_acq-nocord_T2w.nii.gz",
                          anat=anat[:, :, sub], affine=affine, cord=empty, lesion=empty, cord_prob=None,
@@ -71,9 +73,9 @@ def _images(spine_public: Path) -> list[ImageReport]:
 
 
 @pytest.fixture(scope="module")
-def report(spine_public, tmp_path_factory) -> Path:
+def report(demo_dataset, tmp_path_factory) -> Path:
     built = tmp_path_factory.mktemp("built")
-    path = write_subject_report(built, f"sub-{SUBJECT}", _images(spine_public))
+    path = write_subject_report(built, f"sub-{SUBJECT}", _images(demo_dataset))
     assert path == built / f"sub-{SUBJECT}.html"
     # move the whole output folder: the report must still work (relative links only)
     moved = tmp_path_factory.mktemp("moved") / "derivatives"

@@ -1,1 +1,1 @@
-"""Group level: collect -> join -> statistics -> report."""
+"""Group level, one module per step: collect -> join -> stats -> figures -> report, run by run.run_group(config)."""
