@@ -3,8 +3,8 @@ improves, else Spearman with R's P values.
 
 Regression (``regress``)
 ------------------------
-1. OLS ``y ~ x``: n, intercept, slope, SE, t, P (t with n - 2 df), R^2, 95 % CI (as R's ``lm`` and
-   ``confint``).
+1. OLS ``y ~ x`` (statsmodels ``OLS``): n, intercept, slope, SE, t, P (t with n - 2 df), R^2, 95 % CI
+   (as R's ``lm`` and ``confint``).
 2. Linearity check: add ``x^2`` and test its coefficient (t test, n - 3 df) at ``alpha``
    (needs n >= 4; with n = 3 the check is not possible and the linear fit is kept, with a note).
 3. If non-linear: OLS ``y ~ log(x + 1)`` (only if every x > -1); kept when its R^2 is larger.
