@@ -38,7 +38,15 @@ import math
 import numpy as np
 import pytest
 
-from basicseg.measure.morphometrics import KEYS, compute_morphometrics, csa_per_slice, qc_flags, slice_geometry
+from basicseg.measure.lesions import COLUMNS as LESION_COLUMNS
+from basicseg.measure.morphometrics import (
+    KEYS,
+    compute_morphometrics,
+    csa_per_slice,
+    measure_masks,
+    qc_flags,
+    slice_geometry,
+)
 
 R, A, B, C, D = 4.0, 2.5, 2.0, 7.5, 1.0
 TILT_DEG = 20.0
@@ -294,6 +302,37 @@ def test_lesion_count_18_connectivity():
     assert got["lesion_volume_mm3"] == 5.0 and got["lesion_outside_cord_mm3"] == 1.0
     assert got["lesion_length_mm"] == pytest.approx(4.0)            # SCT's sum over lesions: 1 + 1 + 2 slices
     assert got["lesion_length_union_mm"] == pytest.approx(4.0)      # slices 3, 4, 8, 9
+
+
+def test_measure_masks_per_lesion_table_and_totals():
+    cols, shape, _ = GEOMETRIES["isotropic 0.5 mm"]
+    cord, lesion, affine = phantom(cols, shape)
+    # a second, smaller lesion 12 mm superior, on the dorsal side and off the midline: its own row
+    _, second, _ = phantom(cols, shape, lesion_centre=(3.5, 0.0, 12.0), offset=-1.5)   # 1-6 mm lateral
+    both = lesion | (second & cord)
+    row, per_slice, per_lesion = measure_masks(cord, both, affine)
+    assert list(per_lesion.columns) == list(LESION_COLUMNS) and list(per_lesion["label"]) == [1, 2]
+    off = per_lesion.loc[per_lesion["volume_mm3"].idxmin()]
+    assert not off["on_midsagittal_plane"] and off["midsagittal_length_mm"] == 0
+    assert off["tissue_bridges_total_mm"] == pytest.approx(2 * R, abs=0.5)     # the cord's A-P diameter
+    first = per_lesion.loc[per_lesion["volume_mm3"].idxmax()]
+    t = truth("isotropic 0.5 mm")
+    for column, key in (("length_mm", "lesion_length_mm"), ("max_width_mm", "lesion_max_width_mm"),
+                        ("tissue_bridge_ventral_mm", "tissue_bridge_ventral_mm")):
+        assert abs(first[column] - t[key]) <= tolerance("isotropic 0.5 mm", key)[0] + 1e-9, column
+    # SCT's aggregation: sums of volume and length, maximum width, the narrowest bridge
+    assert row["lesion_count"] == 2
+    assert row["lesion_volume_mm3"] == pytest.approx(per_lesion["volume_mm3"].sum())
+    assert row["lesion_length_mm"] == pytest.approx(per_lesion["length_mm"].sum())
+    assert row["lesion_max_width_mm"] == per_lesion["max_width_mm"].max()
+    assert row["tissue_bridge_ventral_mm"] == per_lesion["tissue_bridge_ventral_mm"].min()
+    assert row["midsagittal_plane_x"] == pytest.approx(t["midsagittal_plane_x"], abs=0.1)
+    # the per-slice table and the image row are the public functions' own
+    assert row == compute_morphometrics(cord, both, affine)
+    assert per_slice.equals(csa_per_slice(cord, affine, lesion=both))
+    # no lesion model: an empty per-lesion table with the same columns
+    _, _, empty = measure_masks(cord, None, affine)
+    assert len(empty) == 0 and list(empty.columns) == list(LESION_COLUMNS)
 
 
 def test_qc_flags():

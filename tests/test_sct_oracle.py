@@ -98,7 +98,7 @@ def test_csa_per_slice_matches_sct(name):
 
 
 def test_lesion_outside_cord_is_its_own_column():
-    row, per_slice, ours, sct, *_ = load("twolesion")
+    row, per_slice, _, sct, *_ = load("twolesion")
     # SCT masks the lesion by the cord before every metric: the totals are SCT's sums
     assert row["lesion_volume_mm3"] == pytest.approx(sct["volume [mm3]"].sum())
     assert row["lesion_outside_cord_mm3"] == pytest.approx(10 * 0.5 * 0.5 * 1.5)   # README: 10 voxels outside

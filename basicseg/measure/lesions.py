@@ -95,8 +95,8 @@ class MidsagittalPlane:
 
     @classmethod
     def at(cls, x: float) -> MidsagittalPlane:
-        x0 = int(math.floor(x))
-        return cls(x=x, x0=x0, x1=int(math.ceil(x)), f=x - x0)
+        x0 = math.floor(x)
+        return cls(x=x, x0=x0, x1=math.ceil(x), f=x - x0)
 
     def interpolate(self, a, b):
         """``(1 - f) a + f b``; where one of the two is NaN the other is used (SCT 7.4)."""
@@ -111,7 +111,7 @@ def sct_midsagittal_plane(cord: np.ndarray, labels: np.ndarray, n: int) -> Midsa
         return None
     volumes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     largest = int(np.argmax(volumes)) + 1               # first of equals, as SCT's pandas idxmax
-    k_centre = int(round(float(np.nonzero(labels == largest)[2].mean())))
+    k_centre = round(float(np.nonzero(labels == largest)[2].mean()))    # Python round, as SCT
     nz = cord.shape[2]
     ks = [k for k in range(k_centre - PLANE_HALF_WINDOW, k_centre + PLANE_HALF_WINDOW + 1)
           if 0 <= k < nz and cord[:, :, k].any()]       # SCT skips slices without cord
