@@ -38,7 +38,15 @@ import math
 import numpy as np
 import pytest
 
-from basicseg.measure.morphometrics import KEYS, compute_morphometrics, csa_per_slice, qc_flags, slice_geometry
+from basicseg.measure.lesions import COLUMNS as LESION_COLUMNS
+from basicseg.measure.morphometrics import (
+    KEYS,
+    compute_morphometrics,
+    csa_per_slice,
+    measure_masks,
+    qc_flags,
+    slice_geometry,
+)
 
 R, A, B, C, D = 4.0, 2.5, 2.0, 7.5, 1.0
 TILT_DEG = 20.0
@@ -100,6 +108,18 @@ def truth(name):
         "tissue_bridge_ventral_mm": R - (B + D),
         "tissue_bridges_total_mm": 2 * (R - B),
         "lesion_outside_cord_mm3": 0.0,
+        # SCT's largest axial lesion area x cos(theta_3d) = pi A h cos(t)
+        "max_equivalent_diameter_mm": 2 * math.sqrt(A * h * math.cos(t)),
+        # SCT's plane: the cord centre's left-right voxel position (the cord is straight in the slice frame)
+        "midsagittal_plane_x": (shape[0] - 1) / 2 + 0.23,
+        # basicseg's variants: the same truth for a single lesion
+        "lesion_length_union_mm": 2 * C,
+        "max_axial_damage_ratio_all_lesions": A * h / (R * R / math.cos(t)),
+        "midsagittal_lesion_length_perslice_plane_mm": 2 * C,
+        "midsagittal_lesion_width_perslice_plane_mm": 2 * B,
+        "tissue_bridge_dorsal_perslice_plane_mm": R - (B - D),
+        "tissue_bridge_ventral_perslice_plane_mm": R - (B + D),
+        "tissue_bridges_total_perslice_plane_mm": 2 * (R - B),
     }
 
 
@@ -127,7 +147,12 @@ def tolerance(name, key):
         "tissue_bridge_ventral_mm": (g.dy, "one A-P pixel"),
         "tissue_bridges_total_mm": (2 * g.dy, "two A-P pixels (two minima)"),
         "lesion_outside_cord_mm3": (0.0, "exact"),
+        "max_equivalent_diameter_mm": (0.05 * t, "5 %: half the relative error of a digitised area"),
+        "midsagittal_plane_x": (0.1, "0.1 voxel: centre of mass of a digitised disc"),
     }
+    for variant, key_of in (("_perslice_plane_mm", "_mm"), ("_union_mm", "_mm"), ("_all_lesions", "")):
+        if key.endswith(variant):
+            return table[key[: -len(variant)] + key_of]
     return table[key]
 
 
@@ -223,7 +248,8 @@ def test_lesion_partly_outside_cord():
     assert outside > 0
     got = compute_morphometrics(cord, lesion, affine)
     assert got["lesion_outside_cord_mm3"] == pytest.approx(outside * 0.125)
-    assert got["lesion_volume_mm3"] == pytest.approx(lesion.sum() * 0.125)
+    # SCT >= 7.1: the lesion is masked by the cord before every metric, volume included
+    assert got["lesion_volume_mm3"] == pytest.approx((lesion & cord).sum() * 0.125)
     assert got["tissue_bridge_ventral_mm"] == 0.0                   # the lesion reaches the cord's edge
     assert got["tissue_bridge_dorsal_mm"] == pytest.approx(R - (B - 3.5), abs=0.5)
     assert 0 < got["max_axial_damage_ratio"] <= 1
@@ -235,36 +261,78 @@ def test_lesion_entirely_outside_cord_and_no_cord():
     cord, lesion, affine = phantom(cols, shape, offset=8.0)
     assert not (lesion & cord).any() and lesion.any()
     got = compute_morphometrics(cord, lesion, affine)
-    assert got["lesion_outside_cord_mm3"] == got["lesion_volume_mm3"] > 0
-    assert got["max_axial_damage_ratio"] == 0.0
+    # no lesion in the cord: as an empty lesion mask, with the outside volume reported
+    assert got["lesion_outside_cord_mm3"] == pytest.approx(lesion.sum() * 0.125) and got["lesion_outside_cord_mm3"] > 0
+    assert got["lesion_volume_mm3"] == 0 and got["lesion_count"] == 0
+    assert math.isnan(got["max_axial_damage_ratio"])
     assert math.isnan(got["tissue_bridge_dorsal_mm"]) and math.isnan(got["lesion_length_mm"])
     # no cord at all
     got = compute_morphometrics(np.zeros_like(cord), lesion, affine)
     assert got["n_cord_slices"] == 0 and got["cord_volume_mm3"] == 0 and math.isnan(got["csa_mean_mm2"])
-    assert got["lesion_outside_cord_mm3"] == got["lesion_volume_mm3"]
+    assert got["lesion_outside_cord_mm3"] > 0 and got["lesion_volume_mm3"] == 0
     assert qc_flags(np.zeros_like(cord), lesion) == ["no_cord", "lesion_outside_cord"]
     assert qc_flags(np.zeros_like(cord), None) == ["no_cord"]
 
 
-def test_parasagittal_lesion_has_no_midsagittal_bridges():
+def test_parasagittal_lesion_off_the_midsagittal_plane():
     cols, shape, _ = GEOMETRIES["isotropic 0.5 mm"]
     cord, lesion, affine = phantom(cols, shape, lesion_centre=(3.0, 0.0, 0.0), offset=0.0)   # spans 0.5-5.5 mm lateral
     lesion &= cord
     got = compute_morphometrics(cord, lesion, affine)
     assert got["lesion_volume_mm3"] > 0 and got["lesion_length_mm"] > 0
-    assert math.isnan(got["tissue_bridge_dorsal_mm"]) and math.isnan(got["midsagittal_lesion_length_mm"])
+    # SCT >= 7.3: midsagittal length and width 0; bridges half the cord's A-P diameter on the plane (2R)
+    assert got["midsagittal_lesion_length_mm"] == 0 and got["midsagittal_lesion_width_mm"] == 0
+    assert got["tissue_bridges_total_mm"] == pytest.approx(2 * R, abs=0.5)
+    assert got["tissue_bridge_dorsal_mm"] == got["tissue_bridge_ventral_mm"] == got["tissue_bridges_total_mm"] / 2
+    # basicseg's per-slice-plane variant has no bridges there
+    assert math.isnan(got["tissue_bridge_dorsal_perslice_plane_mm"])
+    assert math.isnan(got["midsagittal_lesion_length_perslice_plane_mm"])
 
 
-def test_lesion_count_26_connectivity():
+def test_lesion_count_18_connectivity():
     cord = np.zeros((10, 10, 10), bool)
     cord[2:8, 2:8, :] = True
     lesion = np.zeros_like(cord)
-    lesion[3, 3, 3] = lesion[4, 4, 4] = True                        # corner-touching: one lesion
-    lesion[6, 6, 8] = True                                          # separate
+    lesion[3, 3, 3] = lesion[4, 4, 3] = True                        # edge-touching: one lesion (SCT, 18-conn.)
+    lesion[5, 5, 4] = True                                          # corner-touching: a lesion of its own
+    lesion[6, 6, 8] = lesion[6, 6, 9] = True                        # separate
+    lesion[0, 0, 5] = True                                          # outside the cord: not a lesion
     got = compute_morphometrics(cord, lesion, np.diag([1.0, 1.0, 1.0, 1.0]))
-    assert got["lesion_count"] == 2
-    assert got["lesion_volume_mm3"] == 3.0
-    assert got["lesion_length_mm"] == pytest.approx(3.0)            # slices 3, 4 and 8
+    assert got["lesion_count"] == 3
+    assert got["lesion_volume_mm3"] == 5.0 and got["lesion_outside_cord_mm3"] == 1.0
+    assert got["lesion_length_mm"] == pytest.approx(4.0)            # SCT's sum over lesions: 1 + 1 + 2 slices
+    assert got["lesion_length_union_mm"] == pytest.approx(4.0)      # slices 3, 4, 8, 9
+
+
+def test_measure_masks_per_lesion_table_and_totals():
+    cols, shape, _ = GEOMETRIES["isotropic 0.5 mm"]
+    cord, lesion, affine = phantom(cols, shape)
+    # a second, smaller lesion 12 mm superior, on the dorsal side and off the midline: its own row
+    _, second, _ = phantom(cols, shape, lesion_centre=(3.5, 0.0, 12.0), offset=-1.5)   # 1-6 mm lateral
+    both = lesion | (second & cord)
+    row, per_slice, per_lesion = measure_masks(cord, both, affine)
+    assert list(per_lesion.columns) == list(LESION_COLUMNS) and list(per_lesion["label"]) == [1, 2]
+    off = per_lesion.loc[per_lesion["volume_mm3"].idxmin()]
+    assert not off["on_midsagittal_plane"] and off["midsagittal_length_mm"] == 0
+    assert off["tissue_bridges_total_mm"] == pytest.approx(2 * R, abs=0.5)     # the cord's A-P diameter
+    first = per_lesion.loc[per_lesion["volume_mm3"].idxmax()]
+    t = truth("isotropic 0.5 mm")
+    for column, key in (("length_mm", "lesion_length_mm"), ("max_width_mm", "lesion_max_width_mm"),
+                        ("tissue_bridge_ventral_mm", "tissue_bridge_ventral_mm")):
+        assert abs(first[column] - t[key]) <= tolerance("isotropic 0.5 mm", key)[0] + 1e-9, column
+    # SCT's aggregation: sums of volume and length, maximum width, the narrowest bridge
+    assert row["lesion_count"] == 2
+    assert row["lesion_volume_mm3"] == pytest.approx(per_lesion["volume_mm3"].sum())
+    assert row["lesion_length_mm"] == pytest.approx(per_lesion["length_mm"].sum())
+    assert row["lesion_max_width_mm"] == per_lesion["max_width_mm"].max()
+    assert row["tissue_bridge_ventral_mm"] == per_lesion["tissue_bridge_ventral_mm"].min()
+    assert row["midsagittal_plane_x"] == pytest.approx(t["midsagittal_plane_x"], abs=0.1)
+    # the per-slice table and the image row are the public functions' own
+    assert row == compute_morphometrics(cord, both, affine)
+    assert per_slice.equals(csa_per_slice(cord, affine, lesion=both))
+    # no lesion model: an empty per-lesion table with the same columns
+    _, _, empty = measure_masks(cord, None, affine)
+    assert len(empty) == 0 and list(empty.columns) == list(LESION_COLUMNS)
 
 
 def test_qc_flags():

@@ -3,8 +3,8 @@ improves, else Spearman with R's P values.
 
 Regression (``regress``)
 ------------------------
-1. OLS ``y ~ x``: n, intercept, slope, SE, t, P (t with n - 2 df), R^2, 95 % CI (as R's ``lm`` and
-   ``confint``).
+1. OLS ``y ~ x`` (statsmodels ``OLS``): n, intercept, slope, SE, t, P (t with n - 2 df), R^2, 95 % CI
+   (as R's ``lm`` and ``confint``).
 2. Linearity check: add ``x^2`` and test its coefficient (t test, n - 3 df) at ``alpha``
    (needs n >= 4; with n = 3 the check is not possible and the linear fit is kept, with a note).
 3. If non-linear: OLS ``y ~ log(x + 1)`` (only if every x > -1); kept when its R^2 is larger.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+import statsmodels.api as sm
 
 from .spearman import spearman_test
 from .tables import format_table as _format_table
@@ -33,22 +33,17 @@ __all__ = ["regress", "RegressionResult"]
 # ----------------------------------------------------------------------------------------------
 
 def _ols(x: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> dict:
+    """OLS of ``y`` on an intercept, ``x`` (and ``extra``) with statsmodels: R's ``lm`` and ``confint``
+    (t tests on the residual df, 95 % intervals)."""
     cols = [np.ones_like(x), x] + ([extra] if extra is not None else [])
-    X = np.column_stack(cols)
-    n, p = X.shape
-    XtX_inv = np.linalg.inv(X.T @ X)
-    beta = XtX_inv @ X.T @ y
-    resid = y - X @ beta
-    dfr = n - p
-    s2 = float(resid @ resid) / dfr if dfr > 0 else float("nan")
-    se = np.sqrt(np.diag(XtX_inv) * s2)
-    t = beta / se
-    pval = 2 * sps.t.sf(np.abs(t), dfr) if dfr > 0 else np.full(p, np.nan)
-    tss = float(((y - y.mean()) ** 2).sum())
-    r2 = 1 - float(resid @ resid) / tss
-    q = sps.t.ppf(0.975, dfr) if dfr > 0 else float("nan")
-    return {"beta": beta, "se": se, "t": t, "p": pval, "r2": r2, "df": dfr,
-            "ci": np.column_stack([beta - q * se, beta + q * se])}
+    fit = sm.OLS(y, np.column_stack(cols)).fit()
+    dfr = int(fit.df_resid)
+    if dfr <= 0:                    # statsmodels would divide by zero; R's lm reports NaN inference
+        nan = np.full(len(cols), np.nan)
+        return {"beta": fit.params, "se": nan, "t": nan, "p": nan, "r2": float(fit.rsquared), "df": dfr,
+                "ci": np.column_stack([nan, nan])}
+    return {"beta": fit.params, "se": fit.bse, "t": fit.tvalues, "p": fit.pvalues, "r2": float(fit.rsquared),
+            "df": dfr, "ci": fit.conf_int(alpha=0.05)}
 
 
 @dataclass
