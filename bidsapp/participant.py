@@ -19,11 +19,12 @@ import pandas as pd
 
 from basicseg.errors import FAILURE, IO_ERR, OK, BasicsegError
 from basicseg.io import write_text
-from basicseg.measure.morphometrics import compute_morphometrics, csa_per_slice, qc_flags
+from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
 from basicseg.segment.load import axial_problem, load_axial, load_image
 from basicseg.segment.pipeline import Models, Segmentation, segment
 from bidsapp import manifest, write
+from bidsapp.citation import write_citation
 from bidsapp.discovery import ImageJob
 from bidsapp.signals import deferred_signals
 
@@ -39,6 +40,7 @@ class ImageResult:
     seg: Segmentation
     row: dict
     per_slice: pd.DataFrame
+    per_lesion: pd.DataFrame
     timings: dict = field(default_factory=dict)
 
 
@@ -53,10 +55,10 @@ class Outcome:
 
 # --- one image ---------------------------------------------------------------------------------------------------
 
-def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.DataFrame]:
-    """Morphometrics: the image's row (lesion NaN when no lesion model ran: unknown, not zero) and its
-    per-slice table."""
-    metrics = compute_morphometrics(seg.cord, seg.lesion, seg.volume.affine)
+def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Morphometrics (SCT 7.4's definitions): the image's row (lesion NaN when no lesion model ran:
+    unknown, not zero), its per-slice table and one row per lesion."""
+    metrics, per_slice, per_lesion = measure_masks(seg.cord, seg.lesion, seg.volume.affine)
     flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
     if seg.volume.nonfinite_voxels:
         flags.append("nonfinite_voxels")
@@ -65,12 +67,12 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
            "nonfinite_voxels": seg.volume.nonfinite_voxels, "qc_flags": ";".join(flags),
            "cord_model": models.cord.name, "lesion_model": models.lesion.name if models.lesion else "n/a",
            "error": "n/a"}
-    per_slice = csa_per_slice(seg.cord, seg.volume.affine, lesion=seg.lesion)
     per_slice["centerline_i"] = seg.centres[:, 0].round(2)
     per_slice["centerline_j"] = seg.centres[:, 1].round(2)
     if seg.confidence is not None:
         per_slice["localiser_confidence"] = seg.confidence.round(3)
-    return row, per_slice
+    per_lesion.insert(0, "source", job.relpath)
+    return row, per_slice, per_lesion
 
 
 def process_image(job: ImageJob, models: Models, config) -> ImageResult:
@@ -83,9 +85,9 @@ def process_image(job: ImageJob, models: Models, config) -> ImageResult:
     seg = segment(volume, models, job.centreline or config.centerline)
     timings.update(seg.timings)
     t0 = time.perf_counter()
-    row, per_slice = measure(job, seg, models)
+    row, per_slice, per_lesion = measure(job, seg, models)
     timings["metrics"] = time.perf_counter() - t0
-    return ImageResult(seg, row, per_slice, timings)
+    return ImageResult(seg, row, per_slice, per_lesion, timings)
 
 
 def one_line(job: ImageJob, exc: BaseException, writing: bool) -> str:
@@ -218,6 +220,7 @@ def exit_code(outcomes: list[Outcome], report_code: int) -> int:
 
 def run_participant(jobs: list[ImageJob], config) -> int:
     write.write_dataset_description(config.output_dir, config.bids_dir)
+    write_citation(config)
     jobs, skipped = split_axial(jobs)
     outcomes = record_skipped(skipped, config)
     todo = plan(jobs, config)

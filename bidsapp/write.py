@@ -9,6 +9,8 @@ Layout (the output_dir is the derivative dataset root)::
     sub-X/[ses-Y/]anat/<prefix>_space-orig_label-{SC,lesion}_probseg.nii.gz   (--save-probabilities)
     sub-X/[ses-Y/]anat/<prefix>_morphometrics.tsv           one row: the image's biomarkers
     sub-X/[ses-Y/]anat/<prefix>_desc-perslice_morphometrics.tsv   cross-sectional area and centreline per slice
+    sub-X/[ses-Y/]anat/<prefix>_desc-lesions_morphometrics.tsv    one row per lesion (SCT 7.4 definitions)
+    sub-X/[ses-Y/]anat/<prefix>_space-orig_dseg.nii.gz (+ .json)  0 background, 1 cord, 2 lesion (dseg.tsv at the root)
 
     sub-X/[ses-Y/]anat/<prefix>_desc-basicseg_manifest.json    written last: the image is complete
 
@@ -30,9 +32,11 @@ from basicseg import __version__
 from basicseg.io import Transaction, temp_path, write_json, write_nifti, write_tsv
 from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
 from bidsapp import manifest
+from bidsapp.citation import HOW_TO_ACKNOWLEDGE
 from bidsapp.discovery import ImageJob
 
-from bidsapp.naming import IMAGE_OUTPUTS, LESION_MASK, LESION_PROB, MORPHOMETRICS, PER_SLICE, SC_MASK, SC_PROB  # noqa: F401
+from bidsapp.naming import (DSEG, IMAGE_OUTPUTS, LESION_MASK, LESION_PROB, LESIONS, MORPHOMETRICS,  # noqa: F401
+                            PER_SLICE, SC_MASK, SC_PROB)
 
 # basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
 # slash: bids-validator-deno does not match "group/")
@@ -43,6 +47,8 @@ sub-*/figures
 logs
 group
 """
+
+DSEG_TSV = "index\tname\tabbreviation\n0\tbackground\tBG\n1\tspinal cord\tSC\n2\tlesion\tlesion\n"
 
 README = """# basicseg derivatives
 
@@ -68,6 +74,7 @@ def dataset_description(bids_dir: Path) -> dict:
         "GeneratedBy": [generated],
         "SourceDatasets": [{"URL": Path(bids_dir).resolve().as_uri()}],
         "DatasetLinks": {"raw": Path(bids_dir).resolve().as_uri()},
+        "HowToAcknowledge": HOW_TO_ACKNOWLEDGE,
     }
 
 
@@ -92,6 +99,7 @@ def write_dataset_description(output_dir: Path, bids_dir: Path) -> None:
                  json.dumps(dataset_description(bids_dir), indent=2) + "\n")
     _create_once(Path(output_dir) / ".bidsignore", BIDSIGNORE)
     _create_once(Path(output_dir) / "README", README.format(version=__version__))
+    _create_once(Path(output_dir) / "dseg.tsv", DSEG_TSV)
 
 
 # --- one image --------------------------------------------------------------------------------------------------
@@ -146,9 +154,25 @@ def stage_image(txn: Transaction, job: ImageJob, result, models, config) -> None
         write_json(job.output(out, name.replace(".nii.gz", ".json")),
                    mask_sidecar(job, model, kind, description) | fields, txn)
         write_nifti(job.output(out, name), seg.volume.to_native(mask), seg.volume.native, np.uint8, txn=txn)
+    if seg.lesion is not None:
+        write_tsv(job.output(out, LESIONS), result.per_lesion, txn)
+    _stage_dseg(txn, job, seg, models, out)
     if config.save_probabilities:
         _stage_probabilities(txn, job, seg, models, out)
     write_tsv(job.output(out, MORPHOMETRICS), pd.DataFrame([result.row]), txn)
+
+
+def _stage_dseg(txn: Transaction, job: ImageJob, seg, models, out: Path) -> None:
+    """The BIDS discrete segmentation: 1 cord, 2 lesion (lesion wins where both are set)."""
+    dseg = seg.cord.astype(np.uint8)
+    if seg.lesion is not None:
+        dseg[seg.lesion] = 2
+    sidecar = mask_sidecar(job, models.cord, "dseg", "Discrete segmentation: labels in dseg.tsv at the dataset root")
+    sidecar["Model"] = models.provenance()
+    for key in ("Type", "Threshold"):    # a mask's fields; a dseg's labels are in dseg.tsv
+        sidecar.pop(key)
+    write_json(job.output(out, DSEG.replace(".nii.gz", ".json")), sidecar, txn)
+    write_nifti(job.output(out, DSEG), seg.volume.to_native(dseg), seg.volume.native, np.uint8, txn=txn)
 
 
 def replace_outputs(txn: Transaction, job: ImageJob, output_dir: Path, previous: dict | None) -> list[Path]:
