@@ -17,6 +17,9 @@ from basicseg.networks.registry import DEFAULT_MODELS
 from bidsapp.config import Config, write_settings
 from bidsapp.scratch import ensure_scratch
 
+# TensorFlow's C++ start-up lines (INFO and WARNING) stay off the console; its errors still print.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 log = logging.getLogger("basicseg")
 LEVELS = ("participant", "group")
 

@@ -78,6 +78,34 @@ def test_morphometrics_and_reports(demo_run):
     assert list((out / "logs").glob("basicseg-*.log"))
 
 
+def test_dseg_per_lesion_tables_citation_and_settings(demo_run):
+    """The BIDS dseg agrees with the masks, each lesion has its row (SCT 7.4's columns), and the run
+    leaves the methods text and its resolved settings under logs/."""
+    _, out, _, _ = demo_run
+    for sc in masks(out):
+        prefix = sc.name.split("_space-orig")[0]
+        dseg = np.asanyarray(nib.load(sc.parent / f"{prefix}_space-orig_dseg.nii.gz").dataobj)
+        cord = np.asanyarray(nib.load(sc).dataobj) > 0
+        lesion = np.asanyarray(nib.load(sc.parent / f"{prefix}_space-orig_label-lesion_mask.nii.gz").dataobj) > 0
+        assert set(np.unique(dseg)) <= {0, 1, 2}
+        assert ((dseg > 0) == (cord | lesion)).all() and ((dseg == 2) == lesion).all()
+        lesions = pd.read_csv(sc.parent / f"{prefix}_desc-lesions_morphometrics.tsv", sep="\t")
+        row = pd.read_csv(sc.parent / f"{prefix}_morphometrics.tsv", sep="\t").iloc[0]
+        assert len(lesions) == row["lesion_count"]
+        assert lesions["volume_mm3"].sum() == pytest.approx(row["lesion_volume_mm3"], rel=1e-6)
+        assert {"length_mm", "max_axial_damage_ratio", "tissue_bridges_total_mm"} <= set(lesions.columns)
+    labels = pd.read_csv(out / "dseg.tsv", sep="\t")
+    assert list(labels["index"]) == [0, 1, 2]
+    citation = (out / "logs" / "CITATION.md").read_text()
+    sha = json.loads(next(out.glob("sub-*/anat/*_label-SC_mask.json")).read_text())["Model"]["SHA256"]
+    assert sha in citation and "McCoy" in (out / "logs" / "CITATION.bib").read_text()
+    assert "HowToAcknowledge" in json.loads((out / "dataset_description.json").read_text())
+    (settings,) = list((out / "logs").glob("settings-*.json"))[:1]
+    resolved = json.loads(settings.read_text())
+    assert resolved["config"]["nprocs"] == 2 and resolved["models"]["cord"]["sha256"] == sha
+    assert resolved["versions"]["basicseg"]
+
+
 def test_simulated_lesions_are_found(demo_run):
     bids, out, _, _ = demo_run
     found = 0
