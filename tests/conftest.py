@@ -13,7 +13,8 @@ DEMO = REPO / "demo" / "ds-demo"
 @pytest.fixture(scope="session")
 def spine_public() -> Path:
     if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} not present")
+        pytest.skip(f"needs the curated public MRI of ../shared/data/spine-public ({SHARED} absent); "
+                    "a plain clone has only the demo dataset")
     return SHARED
 
 

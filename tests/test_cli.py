@@ -16,10 +16,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def tiny_bids(tmp_path, spine_public):
+def tiny_bids(tmp_path, demo_dataset):
     """A real BIDS layout: two subjects (one with a session), real NIfTI images."""
     root = tmp_path / "bids"
-    src = spine_public / "sub-unf01/anat/sub-unf01_T2w.nii.gz"
+    src = demo_dataset / "sub-unf01/anat/sub-unf01_T2w.nii.gz"
     for rel in ("sub-01/anat/sub-01_T2w.nii.gz", "sub-02/ses-1/anat/sub-02_ses-1_acq-axial_T2w.nii.gz",
                 "sub-02/ses-1/anat/sub-02_ses-1_T2starw.nii.gz"):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -82,10 +82,10 @@ def test_crop_backproject_round_trip(tmp_path, zooms, rot):
 
 
 @pytest.mark.parametrize("image", ["sub-errsm11/anat/sub-errsm11_T2w.nii.gz",
-                                   "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz",
-                                   "sub-9604/anat/sub-9604_run-1_T2starw.nii.gz"])
-def test_real_manual_masks_round_trip(spine_public, image):
-    path = spine_public / image
+                                   "sub-unf01/anat/sub-unf01_T2w.nii.gz",
+                                   "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz"])
+def test_real_manual_masks_round_trip(demo_dataset, image):
+    path = demo_dataset / image
     vol = load_axial(path)
     mask = load_mask(find_reference(path, "cord"), vol)
     centres = smooth_path(centres_from_mask(mask), vol.zooms)
