@@ -245,16 +245,6 @@ def test_nonmonotone_takes_spearman_path(r_results):
     assert abs(res.spearman_p - r["p"]) <= P_ATOL
 
 
-def test_regress_skips_small_data():
-    res = regress([1, 2], [3, 4])
-    assert res.path == "skipped" and "fewer than 3" in res.skipped
-    res = regress([1, np.nan, 3, "n/a"], [3, 4, np.nan, 5])
-    assert res.path == "skipped" and res.n == 1
-    assert "skipped" in res.summary()
-    res = regress([1, 2, 3], [2, 4.5, 5.5])
-    assert res.path == "linear" and "n = 3" in res.notes[0]
-
-
 R_TABLE2 = r"""
 suppressPackageStartupMessages({library(lme4); library(lmerTest)})
 args <- commandArgs(trailingOnly = TRUE)
