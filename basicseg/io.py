@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
@@ -31,6 +32,11 @@ _LIVE: set[Path] = set()             # this process's temporary files, removed a
 
 def _owner() -> str:
     return f"{socket.gethostname().split('.')[0].replace('-', '_')}-{os.getpid()}"
+
+
+def scratch_name() -> str:
+    """The name of this process's own scratch folder (``remove_stale_temps`` knows it as such)."""
+    return f"{TEMP_TAG}-{_owner()}-scratch"
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -196,6 +202,15 @@ def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that killed runs left under ``root``; return what was removed."""
     removed = []
     for folder, dirs, files in os.walk(root):
+        for name in [d for d in dirs if d.startswith(TEMP_TAG)]:
+            dirs.remove(name)                       # a scratch folder of a run: whole or not at all
+            path = Path(folder) / name
+            try:
+                if _is_stale(name, path.lstat().st_mtime):
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+            except OSError:
+                continue
         for name in files:
             if not name.startswith(TEMP_TAG):
                 continue

@@ -9,6 +9,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from basicseg.io import scratch_name
+
 _CACHE_VARS = {"MPLCONFIGDIR": "mpl", "KERAS_HOME": "keras", "XDG_CACHE_HOME": "cache", "DENO_DIR": "deno"}
 
 
@@ -23,7 +25,7 @@ def _writable(folder) -> bool:
 
 def ensure_scratch(work_dir: Path | None, output_dir: Path) -> Path | None:
     """Nothing changes when the system temp folder works; otherwise use <work_dir>/tmp, or a hidden
-    <output_dir>/.basicseg-tmp-<pid> removed at exit. Unwritable HOME and cache folders move there too."""
+    <output_dir>/.basicseg-tmp-<host>-<pid>-scratch removed at exit (or by the next run if killed). Unwritable HOME and cache folders move there too."""
     tempfile.tempdir = None
     try:
         tempfile.gettempdir()           # raises when no candidate folder is writable
@@ -32,7 +34,7 @@ def ensure_scratch(work_dir: Path | None, output_dir: Path) -> Path | None:
         if work_dir is not None:
             fallback = Path(work_dir) / "tmp"
         else:
-            fallback = Path(output_dir) / f".basicseg-tmp-{os.getpid()}"
+            fallback = Path(output_dir) / scratch_name()
             atexit.register(shutil.rmtree, fallback, ignore_errors=True)
         fallback.mkdir(parents=True, exist_ok=True)
         tempfile.tempdir = str(fallback)

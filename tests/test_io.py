@@ -66,3 +66,14 @@ def test_stale_temps_of_dead_processes_only(tmp_path):
     os.utime(other_host, (0, 0))     # a day-old leftover of another host is no longer in use
     assert io.remove_stale_temps(tmp_path) == [other_host]
     assert mine.exists()
+
+
+def test_scratch_folder_of_a_dead_run_is_removed_whole(tmp_path):
+    host = socket.gethostname().split(".")[0].replace("-", "_")
+    dead = tmp_path / f".basicseg-tmp-{host}-999999-scratch"
+    (dead / "mpl").mkdir(parents=True)
+    (dead / "mpl" / "cache.json").write_text("{}")
+    live = tmp_path / io.scratch_name()
+    live.mkdir()
+    assert io.remove_stale_temps(tmp_path) == [dead]
+    assert not dead.exists() and live.exists()
