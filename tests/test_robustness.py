@@ -465,3 +465,21 @@ def test_concurrent_runs_into_one_output(tmp_path):
         assert proc.returncode == 0, err[-2000:]
     assert all(done(out, s) for s in (GOOD, "two", "three")) and not stray(out)
     assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+
+
+# --- the group level on what the participant level left ------------------------------------------------------------
+
+def test_group_lists_failed_and_skipped_images_and_survives_a_malformed_table(bad_run):
+    import pandas as pd
+    bids, out, _ = bad_run
+    (bids / "participants.tsv").write_text("participant_id\tage\nsub-unf01\t40\nsub-metres\t41\textra\n"
+                                           "sub-nonfinite\t\n")
+    result = run(bids, out, "group")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    exclusions = pd.read_csv(out / "group" / "exclusions.tsv", sep="\t")
+    reasons = dict(zip(exclusions["participant_id"], exclusions["reason"]))
+    assert "sagittal" in reasons["sub-sagittal"] and "corrupt gzip" in reasons["sub-gzipcrc"]
+    assert "same names" in reasons["sub-clash"]
+    report = (out / "group_report.html").read_text()
+    assert "sub-sagittal" in report and "participants.tsv" in report and "line 3" in report
