@@ -46,3 +46,19 @@ def ensure_scratch(work_dir: Path | None, output_dir: Path) -> Path | None:
         if var in os.environ and not _writable(os.environ[var]):
             os.environ[var] = str(base / f"basicseg-{name}")
     return fallback
+
+
+def mpl_config_fallback(work_dir=None) -> None:
+    """Point ``MPLCONFIGDIR`` at a fresh temporary folder when it is unset and HOME is not writable
+    (a read-only container running as a random UID), so matplotlib neither warns nor fails.
+    Must run before matplotlib is imported; a user's MPLCONFIGDIR is left alone."""
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    if home and os.path.isdir(home) and os.access(home, os.W_OK):
+        return
+    base = str(work_dir) if work_dir and os.access(work_dir, os.W_OK) else None
+    try:
+        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="basicseg-mpl-", dir=base)
+    except OSError:
+        pass        # no writable temp folder either: matplotlib copes (and warns)

@@ -1,7 +1,8 @@
 """What both reports (the subject pages and the group page) share: HTML escaping, number formatting,
 safe file names, relative links, PNG saving and the matplotlib configuration-folder fallback.
 
-Nothing here imports matplotlib at module level: :func:`mpl_config_fallback` must run before the first
+Nothing here imports matplotlib at module level: :func:`mpl_config_fallback` (from ``bidsapp.scratch``,
+the one home of the temp/HOME/cache fallbacks) must run before the first
 matplotlib import, and the helpers stay cheap to import for code that writes no figure.
 """
 from __future__ import annotations
@@ -10,12 +11,12 @@ import html
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from basicseg.io import atomic_path
+from bidsapp.scratch import mpl_config_fallback  # noqa: F401  (re-exported for the reports)
 
 NA = "n/a"
 MISSING_TEXT = ("", "nan", "NaN", "None", NA)
@@ -61,22 +62,6 @@ def safe_name(name: str, default: str = "image") -> str:
 def relative_link(path: Path, root: Path) -> str:
     """POSIX link from ``root`` to ``path``: the output folder can be moved or zipped."""
     return Path(os.path.relpath(path, root)).as_posix()
-
-
-def mpl_config_fallback(work_dir=None) -> None:
-    """Point ``MPLCONFIGDIR`` at a fresh temporary folder when it is unset and HOME is not writable
-    (a read-only container running as a random UID), so matplotlib neither warns nor fails.
-    Must run before matplotlib is imported; a user's MPLCONFIGDIR is left alone."""
-    if os.environ.get("MPLCONFIGDIR"):
-        return
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    if home and os.path.isdir(home) and os.access(home, os.W_OK):
-        return
-    base = str(work_dir) if work_dir and os.access(work_dir, os.W_OK) else None
-    try:
-        os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="basicseg-mpl-", dir=base)
-    except OSError:
-        pass        # no writable temp folder either: matplotlib copes (and warns)
 
 
 def save_png(fig, path: Path, dpi: int = 100, tight: bool = False) -> Path:
