@@ -85,6 +85,7 @@ def _rate_like_a_person(b) -> None:
     """Keyboard first (j/k, arrows, p/f/a, n, Enter, Tab), then buttons and fields with the mouse."""
     b.key("j")
     assert _focused(b) == REAL
+    assert b.evaluate("getComputedStyle(document.activeElement).outlineStyle") == "solid"    # focus is visible
     b.key("f")
     b.key("n")
     assert _focused(b) == f"qc-note-{REAL}"
@@ -98,6 +99,9 @@ def _rate_like_a_person(b) -> None:
     assert _focused(b) == BROKEN
     b.key("j")
     assert _focused(b) == BROKEN                             # the last image stays focused
+    b.key("f")
+    b.key("c")                                               # cleared again
+    assert _shown(b, BROKEN)["rating"] == "" and _shown(b, BROKEN)["badgeHidden"] is True
     b.key("Tab")                                             # the first control inside the image: Pass
     assert b.evaluate("document.activeElement.getAttribute('data-rating')") == "pass"
     b.key("Enter")                                           # a button pressed from the keyboard
