@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
                    help="another method's derivative folder to compare against the reference masks")
     s.add_argument("--reference-method", default="basicseg", help="reference level of the method factor")
+    # --- QC ratings (bidsapp/group/ratings.py) ---
+    s.add_argument("--qc-ratings", nargs="+", action="extend", default=[], type=Path, metavar="FILE",
+                   help="visual QC ratings exported from the subject pages (one or more TSVs): images rated "
+                        "fail are excluded, artefact is listed")
+    # --- end QC ratings ---
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
@@ -101,7 +106,8 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
         centerline=args.centerline, save_probabilities=args.save_probabilities, outcome=args.outcome,
-        predictor=args.predictor, compare=compare, reference_method=args.reference_method)
+        predictor=args.predictor, compare=compare, reference_method=args.reference_method,
+        qc_ratings=args.qc_ratings)  # QC ratings
     return config, args
 
 

@@ -36,6 +36,7 @@ class Config:
     predictor: list[str] = field(default_factory=list)
     compare: dict = field(default_factory=dict)
     reference_method: str = "basicseg"
+    qc_ratings: list[Path] = field(default_factory=list)    # group --qc-ratings FILE ... (bidsapp/group/ratings.py)
 
 
 VERSIONED = ("numpy", "scipy", "nibabel", "pybids", "pandas", "matplotlib", "tensorflow-cpu", "tensorflow",

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from basicseg.io import write_text
-from bidsapp.group.state import ANALYSIS, COMPARISON, INPUTS, NA, OUTPUTS, GroupState
+from bidsapp.group.state import ANALYSIS, COMPARISON, INPUTS, NA, OUTPUTS, QC, GroupState
+from bidsapp.group.ratings import SEVERITY
 from bidsapp.group.stats import TABLE2_ANALYSES
 from bidsapp.report.html import escape as _e
 from bidsapp.report.html import format_number, relative_link
@@ -68,6 +69,34 @@ def inputs_section(state: GroupState) -> list[str]:
                "Tables: <a href='group/morphometrics.tsv'>morphometrics.tsv</a>, <a href='group/joined.tsv'>"
                "joined.tsv</a>, <a href='group/exclusions.tsv'>exclusions.tsv</a>.</p>")
     return [summary, _notes(state.notes[INPUTS])]
+
+
+RATINGS_TEXT = ("<p>{n} image(s) rated in {files}: {counts}. When reviewers disagree the most severe rating is "
+                "used (fail &gt; artefact &gt; pass). Images rated <b>fail</b> are excluded from every analysis "
+                "(reason <code>rated fail</code> in <a href='group/exclusions.tsv'>exclusions.tsv</a>); images "
+                "rated <b>artefact</b> are listed here but <b>not excluded</b>: they stay in the analyses.</p>")
+CONSEQUENCE = {"fail": "excluded from every analysis", "artefact": "listed, not excluded (kept in the analyses)"}
+
+
+def ratings_section(state: GroupState) -> list[str]:
+    """The visual QC ratings given with --qc-ratings (nothing without them)."""
+    if state.ratings is None:
+        return []
+    images = list(state.ratings.values())
+    counts = ", ".join(f"{sum(i.rating == r for i in images)} {r}" for r in ("fail", "artefact", "pass"))
+    files = ", ".join(f"<code>{_e(f)}</code>" for f in state.rating_files)
+    parts = ["<h2>Visual QC ratings</h2>", RATINGS_TEXT.format(n=len(images), files=files, counts=counts)]
+    rows = [{"source": i.source, "participant_id": i.participant_id, "rating": i.rating,
+             "consequence": CONSEQUENCE[i.rating], "note": i.notes or "",
+             "reviewers": i.who() + ("; reviewers disagree, the most severe rating is used" if i.disagree else "")}
+            for i in sorted(images, key=lambda i: (-SEVERITY[i.rating], i.source)) if i.rating in CONSEQUENCE]
+    if rows:
+        parts.append(table_html(pd.DataFrame(rows)))
+    n_disagree = sum(i.disagree for i in images)
+    if n_disagree:
+        parts.append(f"<p class='note'>Reviewers disagree on {n_disagree} image(s); the most severe rating is "
+                     "used.</p>")
+    return parts + [_notes(state.notes[QC])]
 
 
 def _regression_row(r) -> dict:
@@ -163,7 +192,9 @@ def subjects_section(state: GroupState) -> list[str]:
         return ["<h2>Subject reports</h2><p class='skip'>No subject report (sub-*.html) at the output root.</p>"]
     items = [f"<li><a href='{_e(link)}'>{_e(pid)}</a>{f' — <b>QC: {_e(flags)}</b>' if flags else ''}</li>"
              for pid, link, flags in subs]
-    return ["<h2>Subject reports</h2><p>Images flagged for quality control first.</p><ul>", *items, "</ul>"]
+    return ["<h2>Subject reports</h2><p>Images flagged for quality control first. Each page lets a reviewer "
+            "rate its images (pass, fail, artefact) and export the ratings for <code>group --qc-ratings</code>."
+            "</p><ul>", *items, "</ul>"]
 
 
 def render(state: GroupState) -> str:
@@ -171,7 +202,7 @@ def render(state: GroupState) -> str:
     parts = [HEAD, "<h1>basicseg group report</h1>",
              INTRO.format(output_dir=_e(state.output_dir), bids_dir=_e(state.bids_dir)),
              ("<h2>Output errors</h2>" + _notes(errors, "error")) if errors else "",
-             *inputs_section(state), *regression_section(state), *dice_section(state), *table2_section(state),
+             *inputs_section(state), *ratings_section(state), *regression_section(state), *dice_section(state), *table2_section(state),
              *exclusions_section(state), *subjects_section(state), "</body></html>\n"]
     return "\n".join(p for p in parts if p)
 

@@ -7,11 +7,13 @@ Outputs (under ``<output_dir>``)::
     group/regressions.tsv (+ .json)  each motor score ~ predictor by the paper's procedure
     group/dice_per_slice.tsv         per-slice Dice of every method against the reference cord mask
     group/table2.tsv (+ .json)       mixed models as the paper's Table 2 (Satterthwaite df)
-    group/exclusions.tsv             every image left out (participant_id, session_id, source, reason)
+    group/exclusions.tsv             every image left out (participant_id, session_id, source, reason) -- with
+                                     --qc-ratings, images rated fail ("rated fail: <note>")
     group/figures/*.png
     group_report.html
 
-Exit codes (basicseg.errors): 0; NO_INPUT 66 (no participant output); NO_MATCH 18; USAGE 64 (an
+Exit codes (basicseg.errors): 0; NO_INPUT 66 (no participant output, or a --qc-ratings file that does
+not exist or cannot be opened); NO_MATCH 18; USAGE 64 (an
 --outcome, --predictor, --compare or --reference-method name that does not exist, with the valid
 choices); DATA_ERR 65 (no readable morphometrics row); IO_ERR 74 (a table, figure or the report could
 not be written: logged in one line, the rest is still written). No traceback reaches the console: an
@@ -31,7 +33,7 @@ import pandas as pd
 from basicseg import errors as exits
 from basicseg.io import write_json, write_tsv
 from bidsapp.config import Config
-from bidsapp.group import stats
+from bidsapp.group import ratings, stats
 from bidsapp.group.collect import collect
 from bidsapp.group.figures import draw_figures
 from bidsapp.group.join import join
@@ -127,12 +129,15 @@ def write_tables(state: GroupState, config: Config, regressions: pd.DataFrame) -
 
 def _analyse(config: Config, state: GroupState) -> pd.DataFrame:
     check_methods(config)
+    ratings.check_files(ratings.as_paths(getattr(config, "qc_ratings", None)))
     state.morph = collect(state.output_dir, state, config.participant_label or None)
     log.info("group: %d image(s) collected", len(state.morph))
+    ratings.apply_ratings(config, state)
     state.joined = join(state.bids_dir, state.morph, state)
     check_columns(config, state.joined)
-    regressions = stats.regressions(state.joined, state, config.outcome or None, config.predictor or None)
-    state.dice = stats.dice_table(state.joined, state, config.compare)
+    analysed = ratings.analysed(state.joined)          # images rated fail enter no analysis
+    regressions = stats.regressions(analysed, state, config.outcome or None, config.predictor or None)
+    state.dice = stats.dice_table(analysed, state, config.compare)
     state.table2 = stats.table2(state.dice, state, config.reference_method)
     return regressions
 

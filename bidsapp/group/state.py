@@ -14,6 +14,7 @@ NA = "n/a"
 EXCLUSION_COLUMNS = ["participant_id", "session_id", "source", "reason"]
 # where a note is shown in the report
 INPUTS, ANALYSIS, COMPARISON, OUTPUTS = "inputs", "analysis", "comparison", "outputs"
+QC = "qc"                   # visual QC ratings (bidsapp.group.ratings)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class GroupState:
     joined: pd.DataFrame | None = None
     descriptions: dict = field(default_factory=dict)        # column -> Description (JSON sidecars)
     exclusions: list[dict] = field(default_factory=list)
-    notes: dict = field(default_factory=lambda: {INPUTS: [], ANALYSIS: [], COMPARISON: [], OUTPUTS: []})
+    notes: dict = field(default_factory=lambda: {INPUTS: [], ANALYSIS: [], COMPARISON: [], OUTPUTS: [], QC: []})
     regressions: list = field(default_factory=list)         # basicseg.stats.RegressionResult
     regression_frames: dict = field(default_factory=dict)   # (outcome, predictor) -> (x, y, participant ids)
     dice: pd.DataFrame | None = None
@@ -34,6 +35,8 @@ class GroupState:
     models: list[dict] = field(default_factory=list)
     figures: dict = field(default_factory=dict)             # key -> PNG path
     write_errors: list[str] = field(default_factory=list)   # one line each: they make the exit code IO_ERR
+    ratings: dict | None = None                             # source -> ratings.ImageRating (None: no --qc-ratings)
+    rating_files: list[str] = field(default_factory=list)
 
     def exclude(self, reason: str, participant_id=NA, session_id=NA, source=NA) -> None:
         self.exclusions.append({"participant_id": _text(participant_id), "session_id": _text(session_id),

@@ -9,7 +9,8 @@ Figures are PNG files under ``<out>/sub-<label>/figures/`` and are linked relati
 folder can be moved or zipped.  Every file is written to a temporary name and renamed.  The page carries
 a five-line inline script that marks, once the page has loaded, whether every image loaded
 (``data-images-loaded="n/N"`` on ``<html>``, ``data-loaded`` on each ``<img>``): harmless for readers,
-and what the headless-browser test reads.
+and what the headless-browser test reads.  A second inline script (:mod:`bidsapp.report.rating`) lets a
+reviewer rate each image pass / fail / artefact and export the ratings as a TSV for ``group --qc-ratings``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from basicseg import __version__
 from basicseg.io import write_text
 from basicseg.measure.morphometrics import LABELS
 from bidsapp.discovery import strip_prefix
+from bidsapp.report import rating
 from bidsapp.report.figures import FIELD_MM, axial_mosaic, centres_of, sagittal_view
 from bidsapp.report.html import escape as _e
 from bidsapp.report.html import format_number, safe_name
@@ -140,9 +142,11 @@ def _flags_box(img: ImageReport) -> str:
 
 
 def _image_section(img: ImageReport, anchor: str, figures: dict) -> str:
-    parts = [f"<section id='{_e(anchor)}'><h2>{_e(img.name)}</h2>",
+    parts = [f"<section id='{_e(anchor)}' {rating.section_attributes(img.name, img.source)}>"
+             f"<h2>{_e(img.name)}{rating.badge()}</h2>",
              f"<p class=meta>Source: <code>{_e(img.source)}</code> · status: "
-             f"<span class='status-{_e(img.status)}'>{_e(img.status)}</span></p>"]
+             f"<span class='status-{_e(img.status)}'>{_e(img.status)}</span></p>",
+             rating.widget(img.name, anchor)]
     if img.status != "ok" or img.error:
         parts.append(f"<div class='box error'><strong>Processing failed</strong><pre>{_e(img.error or 'unknown error')}"
                      f"</pre></div>")
@@ -198,7 +202,8 @@ def _summary_row(img: ImageReport, anchor: str) -> str:
     flags = ", ".join(str(f).split(":")[0] for f in img.warnings if str(f) and str(f) != "nan")
     flags = flags or ("see the error" if img.status != "ok" else "—")
     return (f"<tr><td><a href='#{_e(anchor)}'>{_e(img.name)}</a></td>"
-            f"<td class='status-{_e(img.status)}'>{_e(img.status)}</td><td>{_e(flags)}</td></tr>")
+            f"<td class='status-{_e(img.status)}'>{_e(img.status)}</td><td>{_e(flags)}</td>"
+            f"{rating.summary_cells(anchor)}</tr>")
 
 
 def _page(label: str, n_images: int, summary: list[str], sections: list[str]) -> str:
@@ -209,17 +214,19 @@ def _page(label: str, n_images: int, summary: list[str], sections: list[str]) ->
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>basicseg: sub-{_e(label)}</title>
-<style>{CSS}</style>
+<style>{CSS}{rating.CSS}</style>
 {LOAD_SCRIPT}
 </head>
 <body>
 <h1>sub-{_e(label)}</h1>
 <p class=meta>Visual quality control by basicseg {_e(__version__)} (BASICseg U-Nets, McCoy et al., AJNR 2019),
 written {now}. {n_images} image(s).</p>
-<table class=summary><tr><th>Image</th><th>Status</th><th>QC flags</th></tr>
+<table class=summary><tr><th>Image</th><th>Status</th><th>QC flags</th>{rating.SUMMARY_HEADER}</tr>
 {''.join(summary)}
 </table>
+{rating.panel(f"sub-{label}")}
 {''.join(sections)}
+{rating.SCRIPT}
 </body>
 </html>
 """
