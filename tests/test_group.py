@@ -189,9 +189,9 @@ def test_exit_codes(synthetic, tmp_path):
     empty.mkdir()
     assert run_group(config(bids, empty)) == exits.NO_INPUT
     assert run_group(config(bids, out, participant_label=["nobody"])) == exits.NO_MATCH
-    # the former keyword interface (tests/test_stats_r.py) parses --compare with the command line's parser
-    assert run_group(bids, out, compare=["no-equals-sign"]) == exits.USAGE
-    assert run_group(bids, out, compare=[f"sct={other}"]) == exits.OK
+    # --compare is parsed once, by the command line
+    from bidsapp.cli import main
+    assert main([str(bids), str(out), "group", "--compare", "no-equals-sign"]) == exits.USAGE
 
 
 def test_sessions_and_missing_outcome_column(tmp_path):

@@ -272,7 +272,8 @@ def test_group_table2_matches_lmertest(tmp_path):
     from bidsapp.group.run import run_group
 
     bids, out, other = build(tmp_path)
-    assert run_group(bids, out, compare=[f"sct={other}"]) == 0
+    from bidsapp.config import Config
+    assert run_group(Config(bids_dir=bids, output_dir=out, analysis_level="group", compare={"sct": other})) == 0
     (tmp_path / "t2.R").write_text(R_TABLE2)
     proc = subprocess.run(["Rscript", str(tmp_path / "t2.R"), str(out / "group" / "dice_per_slice.tsv"),
                            str(tmp_path / "r_table2.csv")], capture_output=True, text=True, timeout=120)

@@ -158,14 +158,9 @@ def _outputs(config: Config, state: GroupState, regressions: pd.DataFrame) -> in
     return exits.OK
 
 
-def run_group(config: Config, output_dir=None, **legacy) -> int:
-    """Run the group level; returns an exit code of basicseg.errors (see the module docstring).
-
-    ``run_group(bids_dir, output_dir, compare=[...], ...)`` (the former keyword interface) still works:
-    its arguments go through the command line's own parser."""
+def run_group(config: Config) -> int:
+    """Run the group level; returns an exit code of basicseg.errors (see the module docstring)."""
     try:
-        if not isinstance(config, Config):
-            config = legacy_config(config, output_dir, **legacy)
         state = GroupState(Path(config.bids_dir), Path(config.output_dir))
         regressions = _analyse(config, state)
         return _outputs(config, state, regressions)
@@ -176,19 +171,3 @@ def run_group(config: Config, output_dir=None, **legacy) -> int:
         log.error("group level failed: %s: %s (traceback in the log file)", type(exc).__name__, exc)
         log.debug("group level failure", exc_info=True)
         return exits.FAILURE
-
-
-def legacy_config(bids_dir, output_dir, *, participant_labels=None, outcomes=None, predictors=None,
-                  compare=None, reference_method="basicseg", work_dir=None) -> Config:
-    """A Config from the former keyword arguments; --compare items (NAME=DIR) are parsed by bidsapp.cli."""
-    from bidsapp.cli import parse_config
-
-    if isinstance(compare, dict):
-        compare = [f"{k}={v}" for k, v in compare.items()]
-    argv = [str(bids_dir), str(output_dir), "group", "--reference-method", reference_method]
-    argv += ["--participant-label", *participant_labels] if participant_labels else []
-    argv += [a for o in outcomes or [] for a in ("--outcome", o)]
-    argv += [a for p in predictors or [] for a in ("--predictor", p)]
-    argv += [a for c in compare or [] for a in ("--compare", str(c))]
-    argv += ["--work-dir", str(work_dir)] if work_dir else []
-    return parse_config(argv)[0]
