@@ -17,8 +17,8 @@ from basicseg.training.data import LESIONS_PER_IMAGE
 from basicseg.training.samplers import FLIP_SHARE, LESION_SLICE_SHARE, T2STAR_SHARE
 from basicseg.training.schedule import schedule_description
 from basicseg.training.settings import relative_image, software_versions
+from basicseg.training.validation import THRESHOLD
 
-THRESHOLD = 0.5
 AUGMENTATION_SETTINGS = ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
                          "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")
 LOCALISER_ARCHITECTURE = "localiser (BASICseg-1 graph, fully convolutional, 1 mm full-field slices)"

@@ -21,6 +21,7 @@ VALIDATION_LESIONS = 2          # simulated lesions per validation image (fixed 
 VALIDATION_SEED_OFFSET = 1000   # validation lesions are drawn apart from the training ones
 ISOTROPIC_RATIO = 1.5           # largest / smallest voxel size of a volume taken as isotropic
 THIN_SLICE_MM = 1.5             # volumes with slices this thin also train as simulated thick slices
+MASK_LEVEL = 0.5                # a resampled or averaged mask voxel is in when over half covered
 MISSING = ("", "n/a")          # participants.tsv cells that hold no value
 
 
@@ -122,7 +123,7 @@ def prepare_variants(example: Example, target: str, rng: np.random.Generator, le
         if thin:
             thick = int(rng.integers(augment.THICK_SLICES_MM[0], augment.THICK_SLICES_MM[1] + 1))
             variants.append((augment.thick_slice_volume(img, thick),
-                             augment.thick_slice_volume(mask.astype(np.float32), thick) > 0.5))
+                             augment.thick_slice_volume(mask.astype(np.float32), thick) > MASK_LEVEL))
     example.variants = variants
 
 

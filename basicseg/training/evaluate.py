@@ -6,7 +6,7 @@
 Writes ``<OUT_DIR>/eval_<target>_images.tsv`` (per image: Dice over the labelled slices, HD95, volume
 error, and for lesions lesion-wise precision/recall/F1), ``eval_<target>_slices.tsv`` (per-slice
 Dice) and ``settings.json`` (the resolved options, the networks' SHA-256, versions and threads), and
-prints a summary. Lesion scores are on contusion-like lesions inserted by :mod:`basicseg.simulate`
+prints a summary. Lesion scores are on contusion-like lesions inserted by :mod:`basicseg.training.simulate`
 into real images: there are no public contusion labels.
 """
 from __future__ import annotations
@@ -89,8 +89,9 @@ def evaluate_case(name, example, volume, ref, models: Models, config: EvalConfig
 
 def eval_settings(config: EvalConfig, examples: list[Example], models: Models, device: str) -> dict:
     inputs = {"images": [run_settings.relative_image(e.path, config.bids_dir) for e in examples]}
-    files = {role: run_settings.model_file(name) | {"card_name": models.provenance()[role]["Name"]}
-             for role, name in config.models.items()}
+    loaded = {"cord": models.cord, "lesion": models.lesion, "localiser": models.localiser}
+    files = {role: {"name": name, "file": str(loaded[role].path), "sha256": loaded[role].sha256,
+                    "card_name": loaded[role].name} for role, name in config.models.items()}
     return run_settings.resolved_settings("basicseg-eval", config, inputs, files, device)
 
 

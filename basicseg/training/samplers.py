@@ -12,7 +12,7 @@ from basicseg.segment.centerline import centres_from_mask, resample_slices, smoo
 from basicseg.segment.crop import crop_slices
 from basicseg.segment.normalise import normalise
 from basicseg.training import augment
-from basicseg.training.data import Example
+from basicseg.training.data import MASK_LEVEL, Example
 
 T2STAR_SHARE = 0.3              # share of each batch drawn from T2*w images when both contrasts exist
 LESION_SLICE_SHARE = 0.4        # lesion models: share of samples on lesion slices (the rest: lesion-free cord)
@@ -66,7 +66,7 @@ class BoxSampler:
         centres = self.centres[i][ks] + augment.random_shifts(self.rng, len(ks), e.volume.zooms)
         tf = augment.random_transforms(self.rng, len(ks))
         x = crop_slices(img, e.volume.zooms, centres, ks, transforms=tf)
-        y = crop_slices(mask.astype(np.float32), e.volume.zooms, centres, ks, transforms=tf) > 0.5
+        y = crop_slices(mask.astype(np.float32), e.volume.zooms, centres, ks, transforms=tf) > MASK_LEVEL
         return augment.intensity(self.rng, normalise(x)), y
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +87,7 @@ class LocaliserSampler(BoxSampler):
             for img, mask in e.variants:
                 x, _ = resample_slices(img, e.volume.zooms)
                 y, _ = resample_slices(mask.astype(np.float32), e.volume.zooms)
-                pairs.append((normalise(x), y > 0.5))
+                pairs.append((normalise(x), y > MASK_LEVEL))
             self.slices.append(pairs)
 
     def sample(self, n):

@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from basicseg import __version__
-from basicseg.io import sha256_file, write_json
-from basicseg.networks.registry import resolve_model
+from basicseg.io import write_json
 
 SETTINGS_FILE = "settings.json"
 
@@ -38,12 +37,6 @@ def thread_counts(nprocs: int | None) -> dict:
             "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
             "cpu_count": os.cpu_count(), "cpus_available": len(os.sched_getaffinity(0))
             if hasattr(os, "sched_getaffinity") else os.cpu_count()}
-
-
-def model_file(name_or_path: str) -> dict:
-    """A network named on the command line: the name as given, the file it resolved to, its SHA-256."""
-    path = resolve_model(name_or_path)
-    return {"name": name_or_path, "file": str(path), "sha256": sha256_file(path)}
 
 
 def relative_image(path: Path, bids_dir: Path) -> str:

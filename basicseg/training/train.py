@@ -3,9 +3,9 @@
     basicseg-train BIDS_DIR OUT_DIR --target cord --architecture 1 [--val-sites SITE ...]
 
 Reference masks are read from ``BIDS_DIR/derivatives/labels`` in every naming convention of
-:mod:`basicseg.labels`. Lesion models are trained on contusion-like lesions inserted into the real
-images by :mod:`basicseg.simulate` (no public contusion labels exist). The box crops come from the
-same :func:`basicseg.crop.crop_slices` as inference, with the centre taken from the reference cord
+:mod:`basicseg.references`. Lesion models are trained on contusion-like lesions inserted into the real
+images by :mod:`basicseg.training.simulate` (no public contusion labels exist). The box crops come from the
+same :func:`basicseg.segment.crop.crop_slices` as inference, with the centre taken from the reference cord
 mask plus jitter (the centreline is never exact at inference).
 
 Deviations from McCoy et al. (2019), for runs capped at minutes on a CPU (docs/models.md): Adam at 1e-3
@@ -183,8 +183,10 @@ def train_settings(run: Run, resumed: bool) -> dict:
     config = run.config
     images = {"training_images": [run_settings.relative_image(e.path, config.bids_dir) for e in run.train_ex],
               "validation_images": [run_settings.relative_image(e.path, config.bids_dir) for e in run.val_ex]}
+    donor = run.state.get("initialised_from")      # a resumed run: the donor its first run started from
     models = {"name": config.model_name,
-              "init_from": run_settings.model_file(config.init_from) if config.init_from else None,
+              "init_from": {"name": donor["path"], "file": donor.get("file"), "sha256": donor.get("sha256")}
+              if donor else None,
               "resumed_from": {"file": str(run.files.last), "epoch": run.state["epoch"]} if resumed else None}
     return run_settings.resolved_settings("basicseg-train", config, images, models, run.device)
 
