@@ -45,7 +45,7 @@ final lesion 3 60 8 0.99
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 name() { [[ $1 == localiser ]] && echo localiser || echo "$1-basicseg$2"; }
 ship() {   # the best epoch's weights without the optimizer state (3x smaller), card and curves
-  python -c "import sys, keras; from basicseg.models import custom_objects; \
+  python -c "import sys, keras; from basicseg.networks.unet import custom_objects; \
 keras.models.load_model(sys.argv[1], custom_objects=custom_objects(), compile=False).save(sys.argv[2])" \
     "$1/$2.keras" "$WEIGHTS/$2.keras"
   cp "$1/$2.json" "$1/$2_curves.tsv" "$1/$2_curves.png" "$WEIGHTS/"

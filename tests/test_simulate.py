@@ -1,5 +1,6 @@
-"""The contusion-lesion simulator, on real images with their manual cord masks (spine-public):
-sub-errsm11 T2w (1 mm isotropic, PSR on disk) and sub-9418 run-1 T2*w (0.5 x 0.5 x 3 mm, LAS on disk)."""
+"""The contusion-lesion simulator, on real images with their manual cord masks (the demo's crops of
+spine-public, so a plain clone runs them): sub-errsm11 T2w (1 mm isotropic, PSR on disk) and sub-9418
+run-1 T2*w (0.5 x 0.5 x 3 mm, LAS on disk)."""
 import json
 
 import nibabel as nib
@@ -31,8 +32,8 @@ class Case:
 
 
 @pytest.fixture(scope="module", params=sorted(IMAGES))
-def case(request, spine_public):
-    return Case(spine_public, request.param)
+def case(request, demo_dataset):
+    return Case(demo_dataset, request.param)
 
 
 def run(case, seed, **kw):

@@ -1,7 +1,7 @@
 """Augment: paired image/mask augmentation for training.
 
 Geometric augmentation is not applied to the crops afterwards: it is a per-slice in-plane matrix
-handed to :func:`basicseg.crop.crop_slices`, so the network sees exactly the sampling that inference
+handed to :func:`basicseg.segment.crop.crop_slices`, so the network sees exactly the sampling that inference
 uses. Intensity augmentation widens contrast across scanners and sequences (T2w, T2*w), the failure
 mode seen across sites (a T2*w whose cord is almost as bright as the CSF).
 """

@@ -4,9 +4,10 @@
     basicseg-eval BIDS_DIR OUT_DIR --target lesion --lesions-per-image 2   # SIMULATED lesions
 
 Writes ``<OUT_DIR>/eval_<target>_images.tsv`` (per image: Dice over the labelled slices, HD95, volume
-error, and for lesions lesion-wise precision/recall/F1) and ``eval_<target>_slices.tsv`` (per-slice
-Dice), and prints a summary. Lesion scores are on contusion-like lesions inserted by
-:mod:`basicseg.simulate` into real images: there are no public contusion labels.
+error, and for lesions lesion-wise precision/recall/F1), ``eval_<target>_slices.tsv`` (per-slice
+Dice) and ``settings.json`` (the resolved options, the networks' SHA-256, versions and threads), and
+prints a summary. Lesion scores are on contusion-like lesions inserted by :mod:`basicseg.training.simulate`
+into real images: there are no public contusion labels.
 """
 from __future__ import annotations
 
@@ -18,19 +19,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from basicseg.networks.registry import DEFAULT_MODELS
-from basicseg.segment.infer import configure_tensorflow
 from basicseg.io import write_tsv
-from basicseg.segment.load import AxialVolume
 from basicseg.measure.scores import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
-from basicseg.segment.pipeline import RECENTRE_PASSES, Models, segment
-from basicseg.training.train import load_examples
+from basicseg.segment.infer import configure_tensorflow
+from basicseg.segment.load import AxialVolume
+from basicseg.segment.pipeline import Models, segment
+from basicseg.training import settings as run_settings
+from basicseg.training.config import EVAL_TARGETS, EvalConfig
+from basicseg.training.data import Example, load_examples
 
 log = logging.getLogger("basicseg")
 
+IMAGE_COLUMNS = ("image", "subject", "site", "suffix", "dice", "hd95_mm", "volume_error", "ref_voxels", "pred_voxels")
+SLICE_COLUMNS = ("image", "subject", "slice", "dice")
+SUMMARY_COLUMNS = ("dice", "hd95_mm", "volume_error")
+
 
 def score(name, example, pred, ref, target, zooms) -> tuple[dict, pd.DataFrame]:
-    labelled = example.cord.any(axis=(0, 1))            # score over the slices the reference covers
+    """One image's row (over the slices the reference cord covers) and its per-slice Dice."""
+    labelled = example.cord.any(axis=(0, 1))
     p, r = pred & labelled[None, None, :], ref & labelled[None, None, :]
     row = {"image": name, "subject": example.subject, "site": example.site, "suffix": example.suffix,
            "dice": dice(r, p), "hd95_mm": hausdorff95(r, p, zooms),
@@ -43,76 +50,110 @@ def score(name, example, pred, ref, target, zooms) -> tuple[dict, pd.DataFrame]:
     return row, slices[labelled]
 
 
-def evaluate(args) -> pd.DataFrame:
-    configure_tensorflow(args.nprocs)
-    examples = load_examples(Path(args.bids_dir), args.suffix, args.subjects)
-    if args.sites:
-        examples = [e for e in examples if e.site in args.sites]
+def select_examples(config: EvalConfig) -> list[Example]:
+    examples = load_examples(config.bids_dir, config.suffix, config.subjects)
+    if config.sites:
+        examples = [e for e in examples if e.site in config.sites]
     if not examples:
         raise SystemExit("no labelled images selected")
-    models = Models.load(args.cord_model, args.lesion_model if args.target == "lesion" else None,
-                         args.localiser_model)
-    rng = np.random.default_rng(args.seed)
+    return examples
+
+
+def load_models(config: EvalConfig) -> Models:
+    return Models.load(config.cord_model, config.lesion_model if config.target == "lesion" else None,
+                       config.localiser_model)
+
+
+def cases(example: Example, config: EvalConfig, rng: np.random.Generator) -> list[tuple[str, AxialVolume, np.ndarray]]:
+    """(name, volume, reference) to segment: the image and its cord, or ``--lesions-per-image`` copies of
+    it, each with one SIMULATED lesion as the reference."""
+    if config.target != "lesion":
+        return [(example.name, example.volume, example.cord)]
+    from basicseg.training.simulate import simulate_lesion
+
+    vol, out = example.volume, []
+    for r in range(config.lesions_per_image):
+        img, lesion, _ = simulate_lesion(vol.data, example.cord, vol.zooms, rng)
+        with_lesion = AxialVolume(vol.path, vol.native, img.astype(np.float32), vol.affine, vol.ornt)
+        out.append((f"{example.name}_sim-{r + 1}", with_lesion, lesion))
+    return out
+
+
+def evaluate_case(name, example, volume, ref, models: Models, config: EvalConfig) -> tuple[dict, pd.DataFrame]:
+    seg = segment(volume, models, "auto", recentre_passes=config.recentre_passes, lesion_mirror=config.mirror)
+    pred = seg.cord if config.target == "cord" else seg.lesion
+    row, per_slice = score(name, example, pred, ref, config.target, volume.zooms)
+    print(f"{name:40s} {example.site[:28]:28s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.2f} mm", flush=True)
+    return row, per_slice
+
+
+def eval_settings(config: EvalConfig, examples: list[Example], models: Models, device: str) -> dict:
+    inputs = {"images": [run_settings.relative_image(e.path, config.bids_dir) for e in examples]}
+    loaded = {"cord": models.cord, "lesion": models.lesion, "localiser": models.localiser}
+    files = {role: {"name": name, "file": str(loaded[role].path), "sha256": loaded[role].sha256,
+                    "card_name": loaded[role].name} for role, name in config.models.items()}
+    return run_settings.resolved_settings("basicseg-eval", config, inputs, files, device)
+
+
+def evaluate(config: EvalConfig) -> pd.DataFrame:
+    """Segment every selected labelled image, score it, and write the tables and settings.json."""
+    device = configure_tensorflow(config.nprocs)
+    examples = select_examples(config)
+    models = load_models(config)
+    run_settings.write_settings(config.out_dir, eval_settings(config, examples, models, device))
+    rng = np.random.default_rng(config.seed)
     rows, slices = [], []
     for e in examples:
-        cases = [(e.name, e.volume, e.cord)]
-        if args.target == "lesion":
-            from basicseg.training.simulate import simulate_lesion
-            cases = []
-            for r in range(args.lesions_per_image):
-                img, lesion, _ = simulate_lesion(e.volume.data, e.cord, e.volume.zooms, rng)
-                vol = AxialVolume(e.volume.path, e.volume.native, img.astype(np.float32), e.volume.affine,
-                                  e.volume.ornt)
-                cases.append((f"{e.name}_sim-{r + 1}", vol, lesion))
-        for name, vol, ref in cases:
-            seg = segment(vol, models, "auto", recentre_passes=args.recentre_passes, lesion_mirror=args.mirror)
-            pred = seg.cord if args.target == "cord" else seg.lesion
-            row, per_slice = score(name, e, pred, ref, args.target, vol.zooms)
+        for name, volume, ref in cases(e, config, rng):
+            row, per_slice = evaluate_case(name, e, volume, ref, models, config)
             rows.append(row)
             slices.append(per_slice)
-            print(f"{name:40s} {e.site[:28]:28s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.2f} mm", flush=True)
     table = pd.DataFrame(rows)
-    out = Path(args.out_dir)
-    write_tsv(out / f"eval_{args.target}_images.tsv", table)
-    write_tsv(out / f"eval_{args.target}_slices.tsv", pd.concat(slices))
-    print_summary(table, args.target)
+    write_tsv(config.out_dir / f"eval_{config.target}_images.tsv", table)
+    write_tsv(config.out_dir / f"eval_{config.target}_slices.tsv", pd.concat(slices))
+    print_summary(table, config.target)
     return table
 
 
 def print_summary(table: pd.DataFrame, target: str) -> None:
-    cols = ["dice", "hd95_mm", "volume_error"] + (["lesion_f1"] if target == "lesion" else [])
+    cols = list(SUMMARY_COLUMNS) + (["lesion_f1"] if target == "lesion" else [])
     print(f"\n{target} evaluation: {len(table)} image(s)")
     print(table.groupby("suffix")[cols].median().round(3).to_string())
     print("median Dice, all images: %.3f" % table["dice"].median())
 
 
-def parser():
+def parser() -> argparse.ArgumentParser:
+    d = EvalConfig          # the defaults live on the config
     p = argparse.ArgumentParser(prog="basicseg-eval", description=__doc__.split("\n\n")[0])
     p.add_argument("bids_dir", type=Path)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--target", choices=("cord", "lesion"), default="cord")
-    p.add_argument("--cord-model", default=DEFAULT_MODELS["cord"])
-    p.add_argument("--lesion-model", default=DEFAULT_MODELS["lesion"])
-    p.add_argument("--localiser-model", default=DEFAULT_MODELS["localiser"])
-    p.add_argument("--suffix", nargs="+", default=["T2w", "T2starw"])
+    p.add_argument("--target", choices=EVAL_TARGETS, default=d.target)
+    p.add_argument("--cord-model", default=d.cord_model)
+    p.add_argument("--lesion-model", default=d.lesion_model)
+    p.add_argument("--localiser-model", default=d.localiser_model)
+    p.add_argument("--suffix", nargs="+", default=list(d.suffix))
     p.add_argument("--subjects", nargs="+")
     p.add_argument("--sites", nargs="+", help="evaluate only these sites (e.g. the held-out ones)")
-    p.add_argument("--lesions-per-image", type=int, default=2)
-    p.add_argument("--recentre-passes", type=int, default=RECENTRE_PASSES,
+    p.add_argument("--lesions-per-image", type=int, default=d.lesions_per_image)
+    p.add_argument("--recentre-passes", type=int, default=d.recentre_passes,
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--nprocs", type=int)
     return p
 
 
+def resolve_config(argv) -> EvalConfig:
+    """The command line as an :class:`EvalConfig` (argparse's usage errors exit 2 as before)."""
+    return EvalConfig.from_namespace(parser().parse_args(argv), argv)
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    if args.subjects:
-        args.subjects = {s if s.startswith("sub-") else f"sub-{s}" for s in args.subjects}
+    argv = sys.argv[1:] if argv is None else list(argv)
+    config = resolve_config(argv)
     logging.basicConfig(level=logging.WARNING)
-    evaluate(args)
+    evaluate(config)
     return 0
 
 

@@ -231,6 +231,87 @@ def _swell(image, cord, zooms, slices, amounts):
 
 # --- the simulator -------------------------------------------------------------------------------------
 
+def _checked_inputs(image, cord, zooms) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The image, the cord as a boolean mask and three voxel sizes; ValueError for anything unusable."""
+    image = np.asarray(image)
+    cord = np.asarray(cord)
+    cord = cord > 0.5 if cord.dtype.kind == "f" else cord.astype(bool)
+    zooms = tuple(float(z) for z in zooms[:3])
+    if image.ndim != 3 or image.shape != cord.shape:
+        raise ValueError(f"image {image.shape} and cord {cord.shape} must be 3D arrays of the same shape")
+    if len(zooms) != 3 or min(zooms) <= 0:
+        raise ValueError(f"zooms must be three positive voxel sizes, got {zooms}")
+    if not cord.any():
+        raise ValueError("cord mask is empty: nowhere to put a lesion")
+    return image, cord, zooms
+
+
+def _lesion_slices(has_cord, params: LesionParams, zooms, rng, centre_slice) -> tuple[int, np.ndarray, np.ndarray]:
+    """(centre slice, the cord slices within ``length_mm / 2`` of it, their distances to it in mm)."""
+    n = len(has_cord)
+    reach = int(np.floor(params.length_mm / 2 / zooms[2] + 1e-9))
+    if centre_slice is None:
+        centre_slice = _choose_centre(has_cord, reach, rng)
+    elif not (0 <= centre_slice < n and has_cord[centre_slice]):
+        raise ValueError(f"centre_slice {centre_slice} holds no cord")
+    centre_slice = int(centre_slice)
+    ks = np.arange(max(0, centre_slice - reach), min(n, centre_slice + reach + 1))
+    ks = ks[has_cord[ks]]
+    return centre_slice, ks, (ks - centre_slice) * zooms[2]
+
+
+def _working_box(cord, ks, params: LesionParams, zooms) -> tuple[slice, ...]:
+    """The cord on the lesion slices, padded by the edge cut-off and the texture kernel: nothing outside
+    it changes, so the distance transforms and blurs run on this box only."""
+    pad_mm = EDGE_CUTOFF * params.edge_mm + min(zooms) + 4 * TEXTURE_MM
+    ii, jj = np.nonzero(cord[:, :, ks].any(axis=2))
+    lows, highs = (ii.min(), jj.min(), ks.min()), (ii.max(), jj.max(), ks.max())
+    return tuple(slice(max(0, int(lo - pad_mm / z) - 1), min(size, int(hi + pad_mm / z) + 2))
+                 for lo, hi, z, size in zip(lows, highs, zooms, cord.shape))
+
+
+def _spindles(cord_b, ks, dist, k0: int, params: LesionParams, zooms) -> tuple[np.ndarray, np.ndarray]:
+    """The hard spindle ``H`` and the haemorrhagic core in the box (``k0``: the box's first slice)."""
+    hard = np.zeros(cord_b.shape, bool)
+    core = np.zeros(cord_b.shape, bool)
+    core_half = params.haemorrhage_fraction * params.length_mm / 2
+    for k, d in zip(ks, dist):
+        kb = k - k0
+        ci, cj, radius = _slice_geometry(cord_b[:, :, kb], zooms)
+        ci += params.offset_fraction[0] * radius / zooms[0]
+        cj += params.offset_fraction[1] * radius / zooms[1]
+        rho = params.width_fraction * radius * np.cos(np.pi * d / params.length_mm)
+        hard[:, :, kb] = _spindle_slice(cord_b[:, :, kb], ci, cj, rho, zooms)
+        if params.haemorrhage and abs(d) <= core_half + 1e-9:
+            rho_core = (params.haemorrhage_fraction * params.width_fraction * radius
+                        * np.cos(np.pi * d / (2 * core_half)))
+            core[:, :, kb] = _spindle_slice(hard[:, :, kb], ci, cj, rho_core, zooms)
+    return hard, core
+
+
+def _target_signal(cord_signal: float, core, params: LesionParams, zooms) -> np.ndarray:
+    """``T``: the oedema's signal, pulled toward the haemorrhage's inside the core."""
+    target = np.full(core.shape, cord_signal * (1 + params.contrast))
+    if core.any():
+        c = _soft_weight(core, params.edge_mm / 2, zooms)
+        target = target * (1 - c) + cord_signal * (1 - params.haemorrhage_contrast) * c
+    return target
+
+
+def _blend(region, cord_b, weight, target, zooms, non_negative: bool) -> np.ndarray:
+    """``region + w * (T - m)``, keeping the image's own texture; untouched where ``w == 0``."""
+    blended = region + weight * (target - _local_mean(region, cord_b, zooms))
+    if non_negative:
+        blended = np.maximum(blended, 0)
+    return np.where(weight > 0, blended.astype(np.float32), region)
+
+
+def _on_full_grid(array, box, shape, dtype) -> np.ndarray:
+    full = np.zeros(shape, dtype)
+    full[box] = array
+    return full
+
+
 def simulate_lesion_detailed(image: np.ndarray, cord: np.ndarray, zooms, rng_or_seed,
                              params: LesionParams | None = None, centre_slice: int | None = None,
                              **overrides) -> SimulatedLesion:
@@ -243,81 +324,26 @@ def simulate_lesion_detailed(image: np.ndarray, cord: np.ndarray, zooms, rng_or_
     """
     rng = _as_rng(rng_or_seed)
     params = sample_params(rng, **overrides) if params is None else replace(params, **overrides)
-    image = np.asarray(image)
-    cord = np.asarray(cord)
-    cord = cord > 0.5 if cord.dtype.kind == "f" else cord.astype(bool)
-    zooms = tuple(float(z) for z in zooms[:3])
-    if image.ndim != 3 or image.shape != cord.shape:
-        raise ValueError(f"image {image.shape} and cord {cord.shape} must be 3D arrays of the same shape")
-    if len(zooms) != 3 or min(zooms) <= 0:
-        raise ValueError(f"zooms must be three positive voxel sizes, got {zooms}")
-    has_cord = cord.any(axis=(0, 1))
-    if not has_cord.any():
-        raise ValueError("cord mask is empty: nowhere to put a lesion")
-
-    n = image.shape[2]
-    half = params.length_mm / 2
-    reach = int(np.floor(half / zooms[2] + 1e-9))
-    if centre_slice is None:
-        centre_slice = _choose_centre(has_cord, reach, rng)
-    elif not (0 <= centre_slice < n and has_cord[centre_slice]):
-        raise ValueError(f"centre_slice {centre_slice} holds no cord")
-    centre_slice = int(centre_slice)
-    ks = np.arange(max(0, centre_slice - reach), min(n, centre_slice + reach + 1))
-    ks = ks[has_cord[ks]]
-    dist = (ks - centre_slice) * zooms[2]
+    image, cord, zooms = _checked_inputs(image, cord, zooms)
+    centre_slice, ks, dist = _lesion_slices(cord.any(axis=(0, 1)), params, zooms, rng, centre_slice)
 
     out = image.astype(np.float32, copy=True)
     swollen = cord.copy()
     if params.swelling > 0:
         _swell(out, swollen, zooms, ks, params.swelling * np.cos(np.pi * dist / params.length_mm) ** 2)
 
-    # working box: the cord on the lesion slices, padded by the edge cut-off and the texture kernel
-    pad_mm = EDGE_CUTOFF * params.edge_mm + min(zooms) + 4 * TEXTURE_MM
-    ii, jj = np.nonzero(swollen[:, :, ks].any(axis=2))
-    lo = [max(0, int(ii.min() - pad_mm / zooms[0]) - 1), max(0, int(jj.min() - pad_mm / zooms[1]) - 1),
-          max(0, int(ks.min() - pad_mm / zooms[2]) - 1)]
-    hi = [min(image.shape[0], int(ii.max() + pad_mm / zooms[0]) + 2),
-          min(image.shape[1], int(jj.max() + pad_mm / zooms[1]) + 2),
-          min(n, int(ks.max() + pad_mm / zooms[2]) + 2)]
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box = _working_box(swollen, ks, params, zooms)
     cord_b = swollen[box]
-
-    hard = np.zeros(cord_b.shape, bool)
-    core = np.zeros(cord_b.shape, bool)
-    core_half = params.haemorrhage_fraction * half
-    for k, d in zip(ks, dist):
-        kb = k - lo[2]
-        ci, cj, radius = _slice_geometry(cord_b[:, :, kb], zooms)
-        ci += params.offset_fraction[0] * radius / zooms[0]
-        cj += params.offset_fraction[1] * radius / zooms[1]
-        rho = params.width_fraction * radius * np.cos(np.pi * d / params.length_mm)
-        hard[:, :, kb] = _spindle_slice(cord_b[:, :, kb], ci, cj, rho, zooms)
-        if params.haemorrhage and abs(d) <= core_half + 1e-9:
-            rho_core = (params.haemorrhage_fraction * params.width_fraction * radius
-                        * np.cos(np.pi * d / (2 * core_half)))
-            core[:, :, kb] = _spindle_slice(hard[:, :, kb], ci, cj, rho_core, zooms)
-
+    hard, core = _spindles(cord_b, ks, dist, box[2].start, params, zooms)
     weight = _soft_weight(hard, params.edge_mm, zooms)
-    lesion_slices = out[:, :, ks][swollen[:, :, ks]]
-    cord_signal = float(np.median(lesion_slices))
-    target = np.full(cord_b.shape, cord_signal * (1 + params.contrast))
-    if core.any():
-        c = _soft_weight(core, params.edge_mm / 2, zooms)
-        target = target * (1 - c) + cord_signal * (1 - params.haemorrhage_contrast) * c
-    region = out[box]
-    blended = region + weight * (target - _local_mean(region, cord_b, zooms))
-    if image.size and image.min() >= 0:
-        blended = np.maximum(blended, 0)
-    out[box] = np.where(weight > 0, blended.astype(np.float32), region)
+    cord_signal = float(np.median(out[:, :, ks][swollen[:, :, ks]]))
+    target = _target_signal(cord_signal, core, params, zooms)
+    out[box] = _blend(out[box], cord_b, weight, target, zooms, non_negative=bool(image.size and image.min() >= 0))
 
-    def full(a, dtype):
-        f = np.zeros(image.shape, dtype)
-        f[box] = a
-        return f
-
-    return SimulatedLesion(out, full(hard, bool), params, full(weight, np.float32), swollen, full(core, bool),
-                           centre_slice, cord_signal)
+    shape = image.shape
+    return SimulatedLesion(out, _on_full_grid(hard, box, shape, bool), params,
+                           _on_full_grid(weight, box, shape, np.float32), swollen,
+                           _on_full_grid(core, box, shape, bool), centre_slice, cord_signal)
 
 
 def simulate_lesion(image: np.ndarray, cord: np.ndarray, zooms, rng_or_seed, params: LesionParams | None = None,

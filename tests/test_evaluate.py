@@ -1,0 +1,104 @@
+"""basicseg-eval: its scoring on masks with known answers, and whole evaluations of the demo's labelled
+images with the shipped networks (real numbers, the output tables' columns, settings.json)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from basicseg.networks.registry import DEFAULT_MODELS, resolve_model, sha256
+from basicseg.training.config import EvalConfig
+from basicseg.training.data import Example
+from basicseg.training.evaluate import IMAGE_COLUMNS, SLICE_COLUMNS, main, resolve_config, score
+
+# Floors under the shipped networks' scores on the demo (cord: 0.96 and 0.97 when written; lesion: 0.69
+# and 0.85), low enough for another CPU's rounding, high enough to catch a broken pipeline.
+CORD_DICE_FLOOR = 0.90
+CORD_HD95_CEILING_MM = 2.0
+LESION_DICE_FLOOR = 0.5
+LESION_COLUMNS = ("lesion_n_ref", "lesion_n_pred", "lesion_tp", "lesion_tp_pred", "lesion_fp", "lesion_fn",
+                  "lesion_precision", "lesion_recall", "lesion_f1")
+
+
+def toy_example(cord: np.ndarray) -> Example:
+    return Example("sub-toy", "site-A", "T2w", None, None, cord)
+
+
+def test_score_counts_the_labelled_slices_only():
+    cord = np.zeros((8, 8, 6), bool)
+    cord[2:5, 2:5, 1:4] = True                      # 9 voxels on each of slices 1, 2, 3
+    pred = cord.copy()
+    pred[:, :, 3] = False                           # slice 3 missed
+    pred[2:5, 2:5, 5] = True                        # a slice the reference does not cover: not scored
+    row, slices = score("toy", toy_example(cord), pred, cord, "cord", (1.0, 1.0, 1.0))
+    assert tuple(row) == IMAGE_COLUMNS
+    assert row["dice"] == pytest.approx(2 * 18 / (27 + 18))
+    assert row["volume_error"] == pytest.approx((18 - 27) / 27)
+    assert (row["ref_voxels"], row["pred_voxels"]) == (27, 18)
+    assert tuple(slices.columns) == SLICE_COLUMNS
+    assert slices["slice"].tolist() == [1, 2, 3] and slices["dice"].tolist() == [1.0, 1.0, 0.0]
+
+
+def test_score_of_a_lesion_adds_lesion_wise_detection():
+    cord = np.zeros((12, 12, 4), bool)
+    cord[1:11, 1:11, :] = True
+    ref = np.zeros_like(cord)
+    ref[2:4, 2:4, 1:3] = True                       # two lesions, one of them found
+    ref[7:9, 7:9, 1:3] = True
+    row, _ = score("toy_sim-1", toy_example(cord), ref & (np.arange(12) < 5)[:, None, None], ref, "lesion",
+                   (1.0, 1.0, 1.0))
+    assert row["lesion_n_ref"] == 2 and row["lesion_tp"] == 1 and row["lesion_fp"] == 0
+    assert row["lesion_recall"] == pytest.approx(0.5) and row["lesion_precision"] == pytest.approx(1.0)
+    assert row["dice"] == pytest.approx(2 * 8 / (16 + 8))
+
+
+def test_config_resolves_the_command_line_once():
+    config = resolve_config(["in", "out", "--subjects", "unf01", "sub-9418", "--sites", "UCL", "--no-mirror"])
+    assert config.subjects == {"sub-unf01", "sub-9418"} and config.sites == ("UCL",) and config.mirror is False
+    assert config.models == {"cord": DEFAULT_MODELS["cord"], "localiser": DEFAULT_MODELS["localiser"]}
+    defaults = resolve_config(["in", "out"])
+    assert defaults == EvalConfig(defaults.bids_dir, defaults.out_dir, argv=("in", "out"))
+    assert "lesion" in resolve_config(["in", "out", "--target", "lesion"]).models
+    with pytest.raises(SystemExit) as usage:
+        resolve_config(["in", "out", "--target", "localiser"])
+    assert usage.value.code == 2
+
+
+def test_no_selected_image_is_an_error(tmp_path, demo_dataset):
+    with pytest.raises(SystemExit, match="no labelled images selected"):
+        main([str(demo_dataset), str(tmp_path / "eval"), "--sites", "nowhere", "--nprocs", "1"])
+
+
+def test_cord_evaluation_of_the_demo_with_the_shipped_networks(tmp_path, demo_dataset):
+    out = tmp_path / "eval"
+    assert main([str(demo_dataset), str(out), "--subjects", "unf01", "9418", "--nprocs", "2"]) == 0
+    table = pd.read_csv(out / "eval_cord_images.tsv", sep="\t")
+    assert tuple(table.columns) == IMAGE_COLUMNS
+    assert sorted(table["image"]) == ["sub-9418_run-1_T2starw", "sub-unf01_T2w"]
+    assert (table["dice"] > CORD_DICE_FLOOR).all() and (table["hd95_mm"] < CORD_HD95_CEILING_MM).all()
+    assert set(table["site"]) == {"UCL", "unf (spine-generic; IUGM)"}
+    slices = pd.read_csv(out / "eval_cord_slices.tsv", sep="\t")
+    assert tuple(slices.columns) == SLICE_COLUMNS and slices["dice"].median() > CORD_DICE_FLOOR
+
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["program"] == "basicseg-eval" and settings["options"]["subjects"] == ["sub-9418", "sub-unf01"]
+    assert set(settings["models"]) == {"cord", "localiser"}
+    for role, model in settings["models"].items():
+        assert model["sha256"] == sha256(resolve_model(DEFAULT_MODELS[role]))
+    assert set(settings["versions"]) == {"basicseg", "python", "numpy", "tensorflow", "keras"}
+    assert settings["threads"]["nprocs"] == 2 and settings["inputs"]["images"] == [
+        "sub-unf01/anat/sub-unf01_T2w.nii.gz", "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz"]
+
+
+def test_lesion_evaluation_finds_the_simulated_lesions(tmp_path, demo_dataset):
+    out = tmp_path / "eval"
+    args = [str(demo_dataset), str(out), "--target", "lesion", "--lesions-per-image", "1",
+            "--subjects", "errsm11", "unf01", "--nprocs", "2"]
+    assert main(args) == 0
+    table = pd.read_csv(out / "eval_lesion_images.tsv", sep="\t")
+    assert tuple(table.columns) == IMAGE_COLUMNS + LESION_COLUMNS
+    assert sorted(table["image"]) == ["sub-errsm11_T2w_sim-1", "sub-unf01_T2w_sim-1"]
+    assert (table["lesion_tp"] == 1).all() and (table["dice"] > LESION_DICE_FLOOR).all()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["models"]["lesion"]["name"] == DEFAULT_MODELS["lesion"]
+    assert settings["options"]["lesions_per_image"] == 1 and settings["options"]["seed"] == 7
