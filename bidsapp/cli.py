@@ -11,6 +11,7 @@ from pathlib import Path
 from basicseg import __version__
 from basicseg.errors import CANT_CREATE, INVALID_BIDS, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
 from basicseg.networks.registry import DEFAULT_MODELS
+from basicseg.segment.backends import BACKENDS, DEFAULT_BACKEND, TENSORFLOW
 from bidsapp.config import Config
 from bidsapp.scratch import ensure_scratch
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--centerline", default="auto", metavar="{auto,sct,DIR}",
                    help="auto: built-in localiser; sct: sct_get_centerline -method optic; DIR: a folder of "
                         "centreline masks laid out like the input (<stem>_centerline.nii.gz)")
+    m.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="what runs the networks: onnx (ONNX Runtime, the shipped .onnx exports; fast start-up) "
+                        "or tensorflow (the .keras files); default %(default)s")
     m.add_argument("--save-probabilities", action="store_true", help="also write _probseg maps")
     m.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     s = p.add_argument_group("group level")
@@ -83,7 +87,7 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         bids_filter_file=args.bids_filter_file, nprocs=args.nprocs, skip_bids_validation=args.skip_bids_validation,
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
-        centerline=args.centerline, save_probabilities=args.save_probabilities, outcome=args.outcome,
+        centerline=args.centerline, backend=args.backend, save_probabilities=args.save_probabilities, outcome=args.outcome,
         predictor=args.predictor, compare=compare, reference_method=args.reference_method)
     return config, args
 
@@ -156,7 +160,6 @@ def main(argv=None) -> int:
 
 def participant(config: Config) -> int:
     from bidsapp.discovery import discover
-    from basicseg.segment.infer import configure_tensorflow
     from bidsapp.participant import run_participant
 
     if not config.skip_bids_validation:
@@ -165,7 +168,9 @@ def participant(config: Config) -> int:
                     config.bids_filter_file,
                     centreline_dir=None if config.centerline in ("auto", "sct") else Path(config.centerline))
     log.info("%d image(s) to segment", len(jobs))
-    configure_tensorflow(config.nprocs)
+    if config.backend == TENSORFLOW:     # ONNX Runtime sets its threads per session (backends.OnnxRunner)
+        from basicseg.segment.infer import configure_tensorflow
+        configure_tensorflow(config.nprocs)
     return run_participant(jobs, config)
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from basicseg.networks.registry import DEFAULT_MODELS
+from basicseg.segment.backends import DEFAULT_BACKEND
 
 
 @dataclass
@@ -23,6 +24,7 @@ class Config:
     cord_model: str = DEFAULT_MODELS["cord"]
     lesion_model: str | None = DEFAULT_MODELS["lesion"]
     localiser_model: str = DEFAULT_MODELS["localiser"]
+    backend: str = DEFAULT_BACKEND      # what runs the networks: onnx (ONNX Runtime) or tensorflow
     centerline: str = "auto"
     save_probabilities: bool = False
     outcome: list[str] = field(default_factory=list)

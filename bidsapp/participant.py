@@ -63,7 +63,8 @@ def run_participant(jobs: list[ImageJob], config) -> int:
         if job not in todo:
             log.info("%s: outputs exist, skipped (use --overwrite to redo)", job.relpath)
     models = Models.load(config.cord_model, config.lesion_model,
-                         config.localiser_model if config.centerline == "auto" else None) if todo else None
+                         config.localiser_model if config.centerline == "auto" else None,
+                         backend=config.backend, nprocs=config.nprocs) if todo else None
 
     failed: list[str] = []
     results: dict[str, object] = {}   # by relpath
