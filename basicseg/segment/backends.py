@@ -19,14 +19,17 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import USAGE, BasicsegError
 from ..networks.registry import sha256
 
 log = logging.getLogger("basicseg")
 
 ONNX, TENSORFLOW = "onnx", "tensorflow"
 BACKENDS = (ONNX, TENSORFLOW)
-# ONNX Runtime: the same masks as TensorFlow (tests/test_backends.py) in about half a one-image job's wall time
-DEFAULT_BACKEND = ONNX
+# ONNX Runtime: the same masks as TensorFlow (tests/test_backends.py) in about half a one-image job's wall time.
+# An image may choose another default (the CUDA image: tensorflow, which uses the GPU); --backend overrides it.
+BACKEND_ENV = "BASICSEG_BACKEND"
+DEFAULT_BACKEND = os.environ.get(BACKEND_ENV) or ONNX
 EXPORTS_MANIFEST = "onnx-exports.json"   # beside the weights: {stem: {onnx, onnx_sha256, keras_sha256, ...}}
 INPUT_NAME = "image"                      # the exported graphs' input (the Keras models' input layer name)
 # idle ONNX Runtime threads sleep instead of spinning: the job's cores are shared (numpy between the network
@@ -91,6 +94,7 @@ class TensorflowRunner:
 
     def __init__(self, path: Path, file_sha256: str | None = None):
         # threads are process-wide in TensorFlow: configure_tensorflow(nprocs) sets them
+        require_tensorflow(path)
         from ..networks.unet import custom_objects, strip_noise_adaptation
         import keras
         import tensorflow as tf
@@ -112,12 +116,23 @@ def open_runner(keras_path: Path, keras_sha256: str, backend: str = DEFAULT_BACK
                 nprocs: int | None = None) -> Callable:
     """The runner of ``backend`` for the network ``keras_path``; TensorFlow where it has no current ONNX export."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise BasicsegError(f"unknown backend {backend!r} (--backend or {BACKEND_ENV}); expected one of "
+                            f"{', '.join(BACKENDS)}", USAGE)
     if backend == ONNX:
         path, why = onnx_export(keras_path, keras_sha256)
         if path is not None:
             return OnnxRunner(path, nprocs)
         log.warning("%s: %s; running it with TensorFlow", keras_path.name, why)
+        require_tensorflow(keras_path)
         from .infer import configure_tensorflow
-        configure_tensorflow(nprocs)
+        configure_tensorflow(nprocs)     # the CLI sets TensorFlow up for --backend tensorflow only
     return TensorflowRunner(keras_path, keras_sha256)
+
+
+def require_tensorflow(keras_path: Path) -> None:
+    """A clear error where TensorFlow is not installed (the TF-free CPU image)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise BasicsegError(f"{Path(keras_path).name} needs TensorFlow, which is not installed here: use "
+                            f"--backend {ONNX} with a network that has an ONNX export", USAGE)
