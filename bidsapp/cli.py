@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "centreline masks laid out like the input (<stem>_centerline.nii.gz)")
     m.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="what runs the networks: onnx (ONNX Runtime, the shipped .onnx exports; fast start-up) "
-                        "or tensorflow (the .keras files); default %(default)s")
+                        "or tensorflow (the .keras files); default %(default)s (an image may set BASICSEG_BACKEND)")
     m.add_argument("--save-probabilities", action="store_true", help="also write _probseg maps")
     m.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     s = p.add_argument_group("group level")
@@ -87,8 +87,8 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         bids_filter_file=args.bids_filter_file, nprocs=args.nprocs, skip_bids_validation=args.skip_bids_validation,
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
-        centerline=args.centerline, backend=args.backend, save_probabilities=args.save_probabilities, outcome=args.outcome,
-        predictor=args.predictor, compare=compare, reference_method=args.reference_method)
+        centerline=args.centerline, save_probabilities=args.save_probabilities, outcome=args.outcome,
+        backend=args.backend, predictor=args.predictor, compare=compare, reference_method=args.reference_method)
     return config, args
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from basicseg.segment.backends import DEFAULT_BACKEND
 from basicseg.segment.backproject import uncrop_slices
 from basicseg.segment.centerline import (centres_from_mask, centreline_from_file, centreline_from_probabilities,
                                          centreline_sct, localiser_inputs, smooth_path)
 from basicseg.segment.crop import crop_slices
-from basicseg.segment.backends import DEFAULT_BACKEND
 from basicseg.segment.infer import Model, load_model
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.normalise import normalise
