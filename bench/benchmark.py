@@ -14,7 +14,7 @@
    (``wait4``; bids-validator-deno, a grandchild, counts when it is larger). Medians over the runs.
 2. **Multi-image run in one process** (a big job): per backend in its own interpreter, the models loaded
    once and warmed up on one image, every image of every dataset ``--repeat`` times; the per-image stage
-   table (medians), images per minute and ms per slice.
+   table (medians), images per minute and ms per slice; the backends in turn, ``--throughput-rounds`` times.
 
 Default datasets: the embedded demo (demo/ds-demo) and ../shared/data/spine-public when present.
 Outputs go to temporary folders.
@@ -27,6 +27,7 @@ STARTED = time.time()     # a probed job's first line of Python: "start" ends, "
 
 import argparse  # noqa: E402  (after STARTED)
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -242,13 +243,23 @@ def throughput_child(backend: str, datasets: list[Path], args) -> int:
 
 
 def benchmark_throughput(datasets: list[Path], args) -> None:
-    for backend in args.backend:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--throughput", backend, "--repeat", str(args.repeat),
-               *map(str, datasets)]
-        cmd += ["--nprocs", str(args.nprocs)] if args.nprocs else []
-        cmd += ["--cord-model", args.cord_model] if args.cord_model else []
-        cmd += ["--lesion-model", args.lesion_model] if args.lesion_model else []
-        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    """Each backend's child in turn, ``--throughput-rounds`` times (a drift of the machine hits both alike)."""
+    rates = {b: [] for b in args.backend}      # images per minute, per round, per dataset
+    for _ in range(args.throughput_rounds):
+        for backend in args.backend:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--throughput", backend, "--repeat",
+                   str(args.repeat), *map(str, datasets)]
+            cmd += ["--nprocs", str(args.nprocs)] if args.nprocs else []
+            cmd += ["--cord-model", args.cord_model] if args.cord_model else []
+            cmd += ["--lesion-model", args.lesion_model] if args.lesion_model else []
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
+            print(out, end="")
+            rates[backend].append([float(m) for m in re.findall(r"\] ([\d.]+) images per minute", out)])
+    print(f"\nmany images in one process, images per minute (median of {args.throughput_rounds} round(s)):")
+    for i, dataset in enumerate(datasets):
+        print(f"  {dataset}: " + ", ".join(
+            f"{b} {median(r[i] for r in rates[b] if len(r) > i):.1f}" for b in args.backend))
 
 
 def main(argv=None) -> int:
@@ -264,6 +275,7 @@ def main(argv=None) -> int:
     p.add_argument("--subject", default=JOB_SUBJECT, help="the one-image job's subject (of the first dataset)")
     p.add_argument("--skip-bids-validation", action="store_true", help="pass it to the one-image job")
     p.add_argument("--no-throughput", action="store_true", help="only the one-image job")
+    p.add_argument("--throughput-rounds", type=int, default=2, help="multi-image runs per backend, in turn")
     # same names as the app's options: a shipped model name or a .keras path (e.g. lesion-basicseg3)
     p.add_argument("--cord-model")
     p.add_argument("--lesion-model")

@@ -61,6 +61,8 @@ def test_a_stale_or_missing_export_runs_with_tensorflow(tmp_path):
     assert current.backend == ONNX and current.provenance()["RunFile"] == "cord-basicseg1.onnx"
     (tmp_path / EXPORTS_MANIFEST).write_text(json.dumps({"cord-basicseg1": {**entry, "keras_sha256": "0" * 64}}))
     assert Model(path, ONNX).backend == TENSORFLOW                           # stale
+    (tmp_path / EXPORTS_MANIFEST).write_text(json.dumps({"cord-basicseg1": {**entry, "onnx_sha256": "0" * 64}}))
+    assert Model(path, ONNX).backend == TENSORFLOW                           # the .onnx edited since
 
 
 # --- a participant run without TensorFlow ------------------------------------------------------------------------
