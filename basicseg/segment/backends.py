@@ -26,7 +26,7 @@ log = logging.getLogger("basicseg")
 
 ONNX, TENSORFLOW = "onnx", "tensorflow"
 BACKENDS = (ONNX, TENSORFLOW)
-# ONNX Runtime: the same masks as TensorFlow (tests/test_backends.py) in about half a one-image job's wall time.
+# ONNX Runtime: the same masks as TensorFlow (tests/test_backends.py); a one-image job in 0.4-0.55x the wall time.
 # An image may choose another default (the CUDA image: tensorflow, which uses the GPU); --backend overrides it.
 BACKEND_ENV = "BASICSEG_BACKEND"
 DEFAULT_BACKEND = os.environ.get(BACKEND_ENV) or ONNX
