@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # basicseg BIDS App image.
 #
-#   docker build -t bids/basicseg .                       # CUDA build of TensorFlow (default)
-#   docker build --build-arg TF_PACKAGE=tensorflow-cpu==2.21.0 -t bids/basicseg:cpu .
+#   docker build -t bids/basicseg .                       # CUDA build of TensorFlow (default; --backend tensorflow)
+#   docker build --build-arg TF_PACKAGE= --build-arg BACKEND=onnx -t bids/basicseg:cpu .   # CPU, no TensorFlow
+#   docker build --build-arg TF_PACKAGE=tensorflow-cpu==2.21.0 -t bids/basicseg:cpu-tf .  # CPU, both backends
 #   docker run --rm --read-only -v /data:/data:ro -v /out:/out bids/basicseg /data /out participant
 #
 # The image runs read-only, as any UID (HOME is /tmp, nothing is written outside the output dir,
@@ -13,6 +14,8 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG BASE_IMAGE
+# TF_PACKAGE may be empty: a CPU image without TensorFlow runs the shipped ONNX networks (ONNX Runtime, a
+# dependency in pyproject.toml). BACKEND (below) is the image's default --backend: tensorflow in the CUDA image.
 ARG TF_PACKAGE="tensorflow[and-cuda]==2.21.0"
 
 ENV VIRTUAL_ENV=/opt/venv \
@@ -22,14 +25,14 @@ ENV VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# Layer 1, cached across code changes: a venv with TensorFlow and the dependencies listed in
+# Layer 1, cached across code changes: a venv with TensorFlow (if any) and the dependencies listed in
 # pyproject.toml (read with tomllib, so the list lives in one place).  python3, not python: the
 # stand-in base has no `python` alias.  The test suites bundled in the scientific wheels
 # (~145 MB, never imported at run time) are dropped.
 COPY pyproject.toml /tmp/src/pyproject.toml
 RUN python3 -m venv /opt/venv \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install --no-cache-dir "${TF_PACKAGE}" -r /tmp/requirements.txt \
+ && pip install --no-cache-dir ${TF_PACKAGE:+"${TF_PACKAGE}"} -r /tmp/requirements.txt \
  && rm -rf /tmp/src /tmp/requirements.txt /root/.cache \
  && for pkg in numpy scipy pandas matplotlib statsmodels nibabel; do \
       find /opt/venv/lib/python3*/site-packages/$pkg -depth -type d -name tests -exec rm -rf {} + \
@@ -49,12 +52,13 @@ RUN pip install --no-cache-dir --no-deps /tmp/src \
 ARG VERSION
 ARG BUILD_DATE=unknown
 ARG VCS_REF=unknown
+ARG BACKEND=tensorflow
 
 # Run time: any UID, read-only root.  HOME and every cache point into /tmp (a tmpfs under podman
 # --read-only, Singularity and BABS; under `docker run --read-only` the app falls back to its work
 # dir).  BASICSEG_CONTAINER goes into GeneratedBy.Container of dataset_description.json (pass
 # --build-arg VERSION=$(cat version) so that it carries the tag).  Thread pools are bounded; the
-# app sets TensorFlow's own pools from --nprocs.
+# app sets TensorFlow's and ONNX Runtime's own pools from --nprocs.
 ENV HOME=/tmp \
     MPLCONFIGDIR=/tmp/mpl \
     XDG_CACHE_HOME=/tmp/.cache \
@@ -66,6 +70,7 @@ ENV HOME=/tmp \
     MKL_NUM_THREADS=1 \
     NUMEXPR_NUM_THREADS=1 \
     VECLIB_MAXIMUM_THREADS=1 \
+    BASICSEG_BACKEND="${BACKEND}" \
     BASICSEG_CONTAINER="bids/basicseg${VERSION:+:${VERSION}}"
 
 LABEL org.opencontainers.image.title="basicseg" \

@@ -14,6 +14,7 @@ from basicseg.errors import CANT_CREATE, FAILURE, INVALID_BIDS, IO_ERR, NO_INPUT
 from basicseg.io import remove_own_temps, temp_path, remove_stale_temps
 from bidsapp import signals
 from basicseg.networks.registry import DEFAULT_MODELS
+from basicseg.segment.backends import BACKENDS, DEFAULT_BACKEND, TENSORFLOW
 from bidsapp.config import Config, write_settings
 from bidsapp.scratch import ensure_scratch
 
@@ -68,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--centerline", default="auto", metavar="{auto,sct,DIR}",
                    help="auto: built-in localiser; sct: sct_get_centerline -method optic; DIR: a folder of "
                         "centreline masks laid out like the input (<stem>_centerline.nii.gz)")
+    m.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="what runs the networks: onnx (ONNX Runtime, the shipped .onnx exports; fast start-up) "
+                        "or tensorflow (the .keras files); default %(default)s (an image may set BASICSEG_BACKEND)")
     m.add_argument("--save-probabilities", action="store_true", help="also write _probseg maps")
     m.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     s = p.add_argument_group("group level")
@@ -106,7 +110,7 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
         centerline=args.centerline, save_probabilities=args.save_probabilities, outcome=args.outcome,
-        predictor=args.predictor, compare=compare, reference_method=args.reference_method,
+        backend=args.backend, predictor=args.predictor, compare=compare, reference_method=args.reference_method,
         qc_ratings=args.qc_ratings)  # QC ratings
     return config, args
 
@@ -227,7 +231,6 @@ def _run(argv) -> int:
 
 def participant(config: Config) -> int:
     from bidsapp.discovery import discover
-    from basicseg.segment.infer import configure_tensorflow
     from bidsapp.participant import run_participant
 
     if not config.skip_bids_validation:
@@ -236,7 +239,9 @@ def participant(config: Config) -> int:
                     config.bids_filter_file,
                     centreline_dir=None if config.centerline in ("auto", "sct") else Path(config.centerline))
     log.info("%d image(s) to segment", len(jobs))
-    configure_tensorflow(config.nprocs)
+    if config.backend == TENSORFLOW:     # ONNX Runtime sets its threads per session (backends.OnnxRunner)
+        from basicseg.segment.infer import configure_tensorflow
+        configure_tensorflow(config.nprocs)
     return run_participant(jobs, config)
 
 

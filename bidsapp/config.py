@@ -12,6 +12,7 @@ from pathlib import Path
 from basicseg import __version__
 from basicseg.io import write_json
 from basicseg.networks.registry import DEFAULT_MODELS, resolve_model, sha256
+from basicseg.segment.backends import DEFAULT_BACKEND
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Config:
     cord_model: str = DEFAULT_MODELS["cord"]
     lesion_model: str | None = DEFAULT_MODELS["lesion"]
     localiser_model: str = DEFAULT_MODELS["localiser"]
+    backend: str = DEFAULT_BACKEND      # what runs the networks: onnx (ONNX Runtime) or tensorflow
     centerline: str = "auto"
     save_probabilities: bool = False
     outcome: list[str] = field(default_factory=list)

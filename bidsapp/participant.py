@@ -227,7 +227,8 @@ def run_participant(jobs: list[ImageJob], config) -> int:
     redo = {j.relpath for j, _, _ in todo}
     done = [Outcome(job, "done") for job in jobs if job.relpath not in redo]
     models = Models.load(config.cord_model, config.lesion_model,
-                         config.localiser_model if config.centerline == "auto" else None) if todo else None
+                         config.localiser_model if config.centerline == "auto" else None,
+                         backend=config.backend, nprocs=config.nprocs) if todo else None
     for n, (job, want, previous) in enumerate(todo, 1):
         log.info("[%d/%d] %s", n, len(todo), job.relpath)
         outcomes.append(attempt(job, models, config, want, previous))

@@ -2,7 +2,8 @@
 
 ``pytest -m container`` (run by .ci/run).  Needs root and apt-get: it runs
 ../shared/tools/container-setup.sh (podman, runc and an offline stand-in for python:3.11-slim),
-builds the image with the CPU build of TensorFlow, then on the embedded demo dataset:
+builds the CPU image (no TensorFlow: the shipped ONNX networks on ONNX Runtime), then on the embedded
+demo dataset:
 
 * ``--version`` (against the ``version`` file and ``/version``);
 * participant level with ``--read-only --network none``, a random non-root UID/GID that the image
@@ -30,7 +31,11 @@ pytestmark = pytest.mark.container
 
 VERSION = (REPO / "version").read_text().strip()
 BASE = os.environ.get("BASICSEG_BASE_IMAGE", "localhost/python:3.11-slim-local")
-TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "tensorflow-cpu==2.21.0")
+# The CPU image: no TensorFlow, ONNX Runtime as the backend. BASICSEG_TF_PACKAGE=tensorflow-cpu==2.21.0 tests
+# the image with both backends.
+TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "")
+BACKEND = "onnx" if not TF_PACKAGE else "tensorflow"
+MAX_CPU_IMAGE_BYTES = 1_000_000_000     # the TensorFlow-free CPU image's budget
 IMAGE = "localhost/basicseg:test"
 METRICS = Path(os.environ.get("BASICSEG_METRICS", "/tmp/basicseg-container-metrics.json"))
 PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--read-only"]
@@ -62,6 +67,7 @@ def image(request):
     # build arg in it changed (docker does not), which would leave a stale creation date
     proc = _run(["podman", "build", "--isolation", "chroot",
                  "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"TF_PACKAGE={TF_PACKAGE}",
+                 "--build-arg", f"BACKEND={BACKEND}",
                  "--build-arg", f"VERSION={VERSION}", "--build-arg", f"BUILD_DATE={created}",
                  "--label", f"org.opencontainers.image.created={created}",
                  "-t", IMAGE, str(REPO)], timeout=3600)
@@ -70,7 +76,7 @@ def image(request):
     size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", IMAGE], 60).stdout)
     cached = proc.stdout.count("Using cache")
     say(request, f"\n[container] setup {setup_s:.0f} s, build {build_s:.0f} s "
-                  f"({cached} cached steps), image {size / 1e9:.2f} GB ({TF_PACKAGE})")
+                  f"({cached} cached steps), image {size / 1e9:.2f} GB ({TF_PACKAGE or 'no TensorFlow'})")
     _metric(setup_s=round(setup_s, 1), build_s=round(build_s, 1), cached_steps=cached,
             image_bytes=size, tf_package=TF_PACKAGE)
     return IMAGE
@@ -109,6 +115,17 @@ def test_image_metadata(image):
         assert labels.get(f"org.opencontainers.image.{key}"), key
     user = _run(["podman", "image", "inspect", "--format", "{{.Config.User}}", image], 60).stdout.strip()
     assert user and user not in ("root", "0"), "the image must not default to root"
+
+
+def test_cpu_image_is_small_and_free_of_tensorflow(image, ids):
+    if TF_PACKAGE:
+        pytest.skip(f"built with {TF_PACKAGE}")
+    size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", image], 60).stdout)
+    assert size <= MAX_CPU_IMAGE_BYTES, f"CPU image {size / 1e9:.2f} GB"
+    probe = _podman(image, ids, ["-c", "import importlib.util as u; print(u.find_spec('tensorflow') is None, "
+                                       "u.find_spec('onnxruntime') is not None)"],
+                    extra=["--entrypoint", "/opt/venv/bin/python3"], timeout=120)
+    assert probe.stdout.split() == ["True", "True"], probe.stdout + probe.stderr
 
 
 def test_version(image, ids, request):

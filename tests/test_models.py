@@ -302,7 +302,7 @@ def test_shipped_weights_have_cards_and_the_defaults_load():
         assert (WEIGHTS_DIR / f"{path.stem}_curves.tsv").is_file()
 
     assert "SIMULATED" in load_model(DEFAULT_MODELS["lesion"]).card["lesions"]
-    lesion = load_model("lesion-basicseg3")
+    lesion = load_model("lesion-basicseg3", "tensorflow")     # .keras: the Keras graph itself
     assert lesion.card["architecture"] == "BASICseg-3" and "SIMULATED" in lesion.card["lesions"]
     assert lesion.mirror and not of_type(lesion.keras, NoiseAdaptation)
     assert tuple(lesion.keras.input_shape) == (None, 128, 128, 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..networks.registry import model_card, resolve_model, sha256
+from .backends import DEFAULT_BACKEND, open_runner
 
 log = logging.getLogger("basicseg")
 
@@ -47,44 +48,48 @@ def configure_tensorflow(nprocs: int | None = None) -> str:
 
 
 class Model:
-    """A loaded network with its provenance (for sidecars and reports)."""
+    """A loaded network with its provenance (for sidecars and reports).
 
-    def __init__(self, path: Path):
-        from ..networks.unet import custom_objects, strip_noise_adaptation
-        import keras
+    ``path`` is the network's ``.keras`` file (its identity: model card, SHA256); ``backend`` says what runs
+    it (basicseg.segment.backends), and the provenance names the file that backend actually runs."""
 
+    def __init__(self, path: Path, backend: str = DEFAULT_BACKEND, nprocs: int | None = None):
         self.path = Path(path)
         self.sha256 = sha256(self.path)
         self.card = model_card(self.path)
-        trained = keras.models.load_model(self.path, custom_objects=custom_objects(), compile=False)
-        # BASICseg-3's noise-adaptation layer models label noise during training only (Sukhbaatar 2014)
-        self.keras = strip_noise_adaptation(trained)
-        import tensorflow as tf
-        # one traced graph for every batch size: ~25 % faster than eager calls on CPU
-        self._forward = tf.function(self.keras, reduce_retracing=True)
+        self.runner = open_runner(self.path, self.sha256, backend, nprocs)
+        self.backend = self.runner.backend
         self.threshold = float(self.card.get("threshold", 0.5))
         self.mirror = bool(self.card.get("mirror_average", False))
         self.name = self.card.get("name", self.path.stem)
+
+    @property
+    def keras(self):
+        """The Keras inference model (TensorFlow backend only)."""
+        return self.runner.keras
 
     def predict(self, x: np.ndarray, mirror: bool | None = None) -> np.ndarray:
         """Probabilities for a batch (n, h, w, 1) -> (n, h, w). With ``mirror`` (default: the model card's
         ``mirror_average``) the mean of the box's and its left-right mirror's predictions: the networks are
         trained with random left-right flips, and a spurious blob seen in one view only drops below threshold."""
-        prob = predict_batches(self._forward, x)
+        prob = predict_batches(self.runner, x)
         if self.mirror if mirror is None else mirror:
-            prob = 0.5 * (prob + predict_batches(self._forward, x[:, ::-1])[:, ::-1])   # axis 1: left-right
+            prob = 0.5 * (prob + predict_batches(self.runner, x[:, ::-1])[:, ::-1])   # axis 1: left-right
         return prob
 
     def provenance(self) -> dict:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,
                 "Architecture": self.card.get("architecture"), "Target": self.card.get("target"),
                 "Version": self.card.get("basicseg_version"), "Threshold": self.threshold,
-                "MirrorAverage": self.mirror}
+                "MirrorAverage": self.mirror,
+                # what computed the probabilities: an ONNX export of File, or File itself
+                "Backend": self.backend, "Runtime": self.runner.runtime,
+                "RunFile": self.runner.file.name, "RunSHA256": self.runner.sha256}
 
 
 @lru_cache(maxsize=None)
-def load_model(name_or_path: str) -> Model:
+def load_model(name_or_path: str, backend: str = DEFAULT_BACKEND, nprocs: int | None = None) -> Model:
     """Load once per process (all images of a run share the model)."""
     path = resolve_model(name_or_path)
-    log.info("loading model %s", path.name)
-    return Model(path)
+    log.info("loading model %s (%s backend)", path.name, backend)
+    return Model(path, backend, nprocs)

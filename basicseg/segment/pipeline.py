@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from basicseg.segment.backends import DEFAULT_BACKEND
 from basicseg.segment.backproject import uncrop_slices
 from basicseg.segment.centerline import (centres_from_mask, centreline_from_file, centreline_from_probabilities,
                                          centreline_sct, localiser_inputs, smooth_path)
@@ -45,9 +46,11 @@ class Models:
     localiser: Model | None
 
     @classmethod
-    def load(cls, cord: str, lesion: str | None, localiser: str | None) -> "Models":
-        return cls(load_model(cord), load_model(lesion) if lesion else None,
-                   load_model(localiser) if localiser else None)
+    def load(cls, cord: str, lesion: str | None, localiser: str | None, backend: str = DEFAULT_BACKEND,
+             nprocs: int | None = None) -> "Models":
+        def one(name):
+            return load_model(name, backend, nprocs) if name else None
+        return cls(one(cord), one(lesion), one(localiser))
 
     def provenance(self) -> dict:
         return {role: m.provenance() for role, m in
