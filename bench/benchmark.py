@@ -60,7 +60,6 @@ def probe_child(backend: str, cli_args: list[str]) -> int:
     import bidsapp.cli as cli
     import bidsapp.discovery as discovery
     import bidsapp.participant as participant
-    import bidsapp.write as write
     import basicseg.segment.infer as infer
     from basicseg.segment.pipeline import Models
 
@@ -73,18 +72,18 @@ def probe_child(backend: str, cli_args: list[str]) -> int:
                 stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - t
         return wrapper
 
-    def process_image(*args, **kwargs):
-        seg, row = run_image(*args, **kwargs)
-        for stage, seconds in seg.timings.items():
+    def deliver(*args, **kwargs):
+        outcome = run_deliver(*args, **kwargs)
+        for stage, seconds in (outcome.result.timings.items() if outcome.result is not None else ()):
             stages[stage] = stages.get(stage, 0.0) + seconds
-        return seg, row
+        return outcome
 
-    run_image = participant.process_image
-    participant.process_image = process_image
+    run_deliver = participant.deliver
+    participant.deliver = deliver
     cli.validate_bids = timed("validation", cli.validate_bids)
     discovery.discover = timed("indexing", discovery.discover)
     infer.configure_tensorflow = timed("tf setup", infer.configure_tensorflow)
-    write.write_report = timed("report", write.write_report)
+    participant.write_reports = timed("report", participant.write_reports)
     load = Models.load
     Models.load = classmethod(lambda cls, *a, **k: timed("model load", load)(*a, **k))
 
@@ -183,9 +182,9 @@ def throughput_child(backend: str, datasets: list[Path], args) -> int:
     from bidsapp.config import Config
     from bidsapp.discovery import discover
     from basicseg.networks.registry import DEFAULT_MODELS
-    from bidsapp import write as outputs
+    from bidsapp import manifest, write
     from basicseg.segment.pipeline import Models
-    from bidsapp.participant import process_image
+    from bidsapp.participant import Outcome, process_image, write_reports
 
     if backend == "tensorflow":
         from basicseg.segment.infer import configure_tensorflow
@@ -210,13 +209,18 @@ def throughput_child(backend: str, datasets: list[Path], args) -> int:
             print(f"\n[{backend}] {dataset}: BIDS indexing {index_s:.2f} s for {len(jobs)} image(s)")
             print(header)
             config = Config(dataset, Path(tmp) / "out", "participant", overwrite=True, backend=backend)
-            totals = []
+            totals, outcomes = [], []
             for job in jobs:
                 runs = []
                 try:
                     for _ in range(args.repeat):
-                        seg, _ = process_image(job, models, config)
-                        runs.append(seg.timings)
+                        result = process_image(job, models, config)
+                        t_write = time.perf_counter()
+                        write.write_image(job, result, models, config, manifest.expected(job, {}, {}), None)
+                        result.timings["write"] = time.perf_counter() - t_write
+                        seg = result.seg
+                        runs.append(result.timings)
+                    outcomes.append(Outcome(job, "ok", result))
                 except Exception as exc:   # e.g. a sagittal image: report and go on
                     print(f"{job.path.name[:42]:42s} skipped: {str(exc)[:80]}")
                     continue
@@ -227,10 +231,8 @@ def throughput_child(backend: str, datasets: list[Path], args) -> int:
                 print(f"{job.path.name[:42]:42s} {n:6d} " + " ".join(f"{med[s]:8.3f}" for s in STAGES) +
                       f" {total:8.2f} {1000 * total / n:8.1f}")
             t0 = time.perf_counter()
-            subjects = sorted({j.subject for j in jobs})
-            for subject in subjects:
-                sj = [j for j in jobs if j.subject == subject]
-                outputs.write_report(subject, sj, {}, models, config)
+            subjects = sorted({o.job.subject for o in outcomes})
+            write_reports(outcomes, models, config)
             report_s = (time.perf_counter() - t0) / max(1, len(subjects))
             if totals:
                 slices = sum(n for n, _ in totals)

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--skip-bids-validation", "--skip_bids_validation", "--skip_bids_validator",
                    action="store_true", help="do not run bids-validator-deno on the input")
     r = p.add_argument_group("resources")
+    r.add_argument("--batch-images", type=positive_int, default=4, metavar="N",
+                   help="images whose slices go through each network together (default 4; more keeps a GPU busy)")
     r.add_argument("--work-dir", "-w", type=Path, help="scratch folder (pybids index, temporary files)")
     r.add_argument("--nprocs", "--n_cpus", "--n-cpus", type=positive_int, metavar="N",
                    help="CPU threads (default: SLURM_CPUS_PER_TASK or all)")
@@ -109,7 +111,7 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         bids_filter_file=args.bids_filter_file, nprocs=args.nprocs, skip_bids_validation=args.skip_bids_validation,
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
-        centerline=args.centerline, save_probabilities=args.save_probabilities, outcome=args.outcome,
+        centerline=args.centerline, batch_images=args.batch_images, save_probabilities=args.save_probabilities, outcome=args.outcome,
         backend=args.backend, predictor=args.predictor, compare=compare, reference_method=args.reference_method,
         qc_ratings=args.qc_ratings)  # QC ratings
     return config, args

@@ -34,6 +34,7 @@ class Config:
     backend: str = DEFAULT_BACKEND      # what runs the networks: onnx (ONNX Runtime) or tensorflow
     centerline: str = "auto"
     save_probabilities: bool = False
+    batch_images: int = 4
     outcome: list[str] = field(default_factory=list)
     predictor: list[str] = field(default_factory=list)
     compare: dict = field(default_factory=dict)

@@ -22,6 +22,7 @@ from basicseg.io import write_text
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
 from basicseg.segment.load import axial_problem, load_axial, load_image
+from basicseg.segment.batch import segment_batch
 from basicseg.segment.pipeline import Models, Segmentation, segment
 from bidsapp import manifest, write
 from bidsapp.citation import write_citation
@@ -75,19 +76,60 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
     return row, per_slice, per_lesion
 
 
-def process_image(job: ImageJob, models: Models, config) -> ImageResult:
+def load_job(job: ImageJob) -> tuple:
+    """load: the image as an axial stack, and the seconds it took."""
     if job.problem:
         raise BasicsegError(job.problem)
-    timings = {}
     t0 = time.perf_counter()
     volume = load_axial(job.path)
-    timings["load"] = time.perf_counter() - t0
-    seg = segment(volume, models, job.centreline or config.centerline)
-    timings.update(seg.timings)
+    return volume, {"load": time.perf_counter() - t0}
+
+
+def finish(job: ImageJob, seg: Segmentation, models: Models, timings: dict) -> ImageResult:
+    """morphometrics of one segmented image."""
+    timings = {**timings, **seg.timings}
     t0 = time.perf_counter()
     row, per_slice, per_lesion = measure(job, seg, models)
     timings["metrics"] = time.perf_counter() - t0
     return ImageResult(seg, row, per_slice, per_lesion, timings)
+
+
+def process_image(job: ImageJob, models: Models, config) -> ImageResult:
+    """load -> segment -> morphometrics for one image."""
+    volume, timings = load_job(job)
+    return finish(job, segment(volume, models, job.centreline or config.centerline), models, timings)
+
+
+def process_group(jobs: list[ImageJob], models: Models, config) -> list:
+    """load -> segment -> morphometrics for several images, the networks batched across them
+    (``segment_batch``). Each entry is that image's ImageResult or the exception that stopped it: a
+    failure in the shared step is retried image by image, so it is charged to the image it belongs to."""
+    if len(jobs) == 1:
+        return [_guarded(process_image, jobs[0], models, config)]
+    out: list = [None] * len(jobs)
+    loaded = []
+    for i, job in enumerate(jobs):
+        item = _guarded(load_job, job)
+        if isinstance(item, Exception):
+            out[i] = item
+        else:
+            loaded.append((i, *item))
+    segs = _guarded(segment_batch, [v for _, v, _ in loaded], models,
+                    [jobs[i].centreline or config.centerline for i, _, _ in loaded])
+    for k, (i, volume, timings) in enumerate(loaded):
+        if isinstance(segs, Exception):
+            seg = _guarded(segment, volume, models, jobs[i].centreline or config.centerline)
+        else:
+            seg = segs[k]
+        out[i] = seg if isinstance(seg, Exception) else _guarded(finish, jobs[i], seg, models, timings)
+    return out
+
+
+def _guarded(step, *args):
+    try:
+        return step(*args)
+    except Exception as exc:   # one bad image never stops the others
+        return exc
 
 
 def one_line(job: ImageJob, exc: BaseException, writing: bool) -> str:
@@ -130,12 +172,10 @@ def record_failure(job: ImageJob, exc: BaseException, config, want, previous, wr
     return Outcome(job, "failed", error=message, output_io_error=io_error)
 
 
-def attempt(job: ImageJob, models: Models, config, want, previous) -> Outcome:
-    """One image on its guarded path."""
-    try:
-        result = process_image(job, models, config)
-    except Exception as exc:   # one bad image never stops the others
-        return record_failure(job, exc, config, want, previous, writing=False)
+def deliver(job: ImageJob, result, models: Models, config, want, previous) -> Outcome:
+    """write one image's outputs (or record its failure)."""
+    if isinstance(result, Exception):
+        return record_failure(job, result, config, want, previous, writing=False)
     try:
         t0 = time.perf_counter()
         with deferred_signals():    # the swap of old outputs for new is never cut in half
@@ -146,6 +186,13 @@ def attempt(job: ImageJob, models: Models, config, want, previous) -> Outcome:
     log.info("%s: done in %.1f s (%s)", job.relpath, sum(result.timings.values()),
              ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     return Outcome(job, "ok", result)
+
+
+def attempt(todo: list, models: Models, config) -> list[Outcome]:
+    """A group of images on their guarded paths: computed together, written one by one."""
+    results = process_group([job for job, _, _ in todo], models, config)
+    return [deliver(job, result, models, config, want, previous)
+            for (job, want, previous), result in zip(todo, results)]
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -229,9 +276,12 @@ def run_participant(jobs: list[ImageJob], config) -> int:
     models = Models.load(config.cord_model, config.lesion_model,
                          config.localiser_model if config.centerline == "auto" else None,
                          backend=config.backend, nprocs=config.nprocs) if todo else None
-    for n, (job, want, previous) in enumerate(todo, 1):
-        log.info("[%d/%d] %s", n, len(todo), job.relpath)
-        outcomes.append(attempt(job, models, config, want, previous))
+    size = max(1, config.batch_images)
+    for start in range(0, len(todo), size):
+        group = todo[start:start + size]
+        for n, (job, _, _) in enumerate(group, start + 1):
+            log.info("[%d/%d] %s", n, len(todo), job.relpath)
+        outcomes += attempt(group, models, config)
     outcomes += done
     code = exit_code(outcomes, write_reports(outcomes, models, config))
     if code == OK:
