@@ -79,8 +79,9 @@ def fit_slice(mask: np.ndarray, zooms, level: str = "auto", deform: bool = False
     return best_name, best
 
 
-def map_atlas(cord: np.ndarray, zooms, level: str = "auto", deform: bool = False) -> AtlasMap:
-    """Map the atlas onto every axial slice of ``cord`` (bool, canonical order)."""
+def map_atlas(cord: np.ndarray, zooms, level: str = "auto", deform: bool = False, slices=None) -> AtlasMap:
+    """Map the atlas onto every axial slice of ``cord`` (bool, canonical order), or only onto ``slices``
+    (indices; the others stay unmapped: a lesion's grading needs only its own slices)."""
     cord = np.asarray(cord) > 0
     zooms = tuple(float(z) for z in zooms[:3])
     atlas = load_atlas()
@@ -89,7 +90,7 @@ def map_atlas(cord: np.ndarray, zooms, level: str = "auto", deform: bool = False
     gm = np.zeros(cord.shape, np.float32)
     labels = np.full(cord.shape, NO_LABEL, np.uint8)
     levels, dice = [""] * cord.shape[2], np.full(cord.shape[2], np.nan)
-    for k in range(cord.shape[2]):
+    for k in range(cord.shape[2]) if slices is None else sorted(set(int(s) for s in slices)):
         if cord[:, :, k].sum() < MIN_CORD_PIXELS:
             continue
         box = _crop(cord[:, :, k], zooms)
