@@ -165,6 +165,9 @@ def report_haemorrhage(sims, healthy) -> None:
     print(f"  sensitivity {cores.core_detected.mean():.3f} ({int(cores.core_detected.sum())}/{len(cores)}), "
           f"median Dice {cores.haem_dice.median():.3f}, voxels outside the true core in "
           f"{int(cores.false_haem.sum())}/{len(cores)}")
+    for site, part in cores.groupby("site"):
+        print(f"    {site}: sensitivity {part.core_detected.mean():.3f} ({int(part.core_detected.sum())}/{len(part)}), "
+              f"median Dice {part.haem_dice.median():.3f}")
     none = sims[~sims.true_core]
     print(f"  lesions without a core: false haemorrhage in {int(none.false_haem.sum())}/{len(none)}")
     print("Healthy cords (lesion-free real images):")

@@ -30,9 +30,9 @@ from scipy import ndimage
 from basicseg.atlas import TRACT_GROUPS, fill_labels, map_atlas
 from .haemorrhage import detect_haemorrhage
 
-GM_CONFINED_SHARE = 0.8    # lesion share inside the (tolerant) atlas GM for grade 1
+GM_CONFINED_SHARE = 0.75   # lesion share inside the (tolerant) atlas GM for grade 1 (tuned on UCL)
 GM_TOLERANCE_MM = 0.5      # GM dilated by about one voxel: registration error of the atlas
-RIM_SPARED_SHARE = 0.5     # share of the outer cord layer free of lesion for a spared rim (grade 2)
+RIM_SPARED_SHARE = 0.5     # share of the outer cord layer free of lesion for a spared rim (grade 2; tuned on UCL)
 STATUS = "experimental: validated on simulated lesions only"
 NAN = float("nan")
 

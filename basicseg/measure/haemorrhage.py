@@ -13,8 +13,11 @@ where the reference is the image's cord voxels outside the lesion on the slices 
 whole cord outside the lesion when those are fewer than ``MIN_REFERENCE``. The reference excludes the
 cord's outermost voxel layer when enough voxels remain: partial volume with the bright CSF there
 widens the spread (on 1 mm T2w, sigma was 0.21 x median with the edge, which put the z threshold at
-0.37 x median, darker than many haemorrhages). Connected candidates
-(26-neighbourhood) smaller than ``MIN_VOLUME_MM3`` or ``MIN_VOXELS`` are dropped: single dark voxels
+0.37 x median, darker than many haemorrhages). Candidates are only
+sought off the cord's outermost voxel layer (in-plane): there the signal is partial volume with the CSF
+and its dark flow artefacts, the classic haemorrhage mimic (on the healthy 1 mm T2w of test001 and
+unf01 a false whole-section lesion gave one 3-voxel "focus", all on that layer), while contusion
+haemorrhage is central, in the grey matter. Connected candidates (26-neighbourhood) smaller than ``MIN_VOLUME_MM3`` or ``MIN_VOXELS`` are dropped: single dark voxels
 are noise, and clinically relevant haemorrhage spans millimetres (Boldin: > 4 mm long foci).
 
 Validated on SIMULATED haemorrhagic cores and on lesion-free real images (docs/atlas.md).
@@ -65,8 +68,10 @@ def detect_haemorrhage(image: np.ndarray, cord: np.ndarray, lesion: np.ndarray, 
     cord, lesion = np.asarray(cord, bool), np.asarray(lesion, bool) & np.asarray(cord, bool)
     zooms = tuple(float(z) for z in zooms[:3])
     candidate = np.zeros(image.shape, bool)
+    interior = ndimage.binary_erosion(cord, structure=np.ones((3, 3, 1)))
     for k, thr in thresholds(image, cord, lesion, zooms).items():
-        candidate[:, :, k] = lesion[:, :, k] & (image[:, :, k] < thr)
+        inner = interior[:, :, k] if interior[:, :, k].any() else cord[:, :, k]
+        candidate[:, :, k] = lesion[:, :, k] & inner & (image[:, :, k] < thr)
     labels, n = ndimage.label(candidate, structure=np.ones((3, 3, 3)))
     voxel = float(np.prod(zooms))
     keep = np.zeros(image.shape, bool)
