@@ -36,7 +36,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / s) if s else float("nan")
 
 
-def per_slice_dice(root: Path, sub: str, level: str = "auto", deform: bool = True):
+def per_slice_dice(root: Path, sub: str, level: str = "auto", deform: bool = False):
     image, cord_path, gm_path = paths(root, sub)
     vol = load_axial(image)
     cord, gm_manual = load_mask(cord_path, vol), load_mask(gm_path, vol)
@@ -65,9 +65,9 @@ def report(root: Path, level: str, deform: bool) -> float:
 def main(argv) -> None:
     args = [a for a in argv if not a.startswith("--")]
     root = Path(args[0]) if args else next((p for p in CANDIDATES if p.is_dir()), CANDIDATES[0])
-    variants = [("auto", True)]
+    variants = [("auto", False)]          # the library's default (map_atlas)
     if "--variants" in argv:
-        variants += [("mean", True), ("auto", False), ("mean", False)]
+        variants += [("auto", True), ("mean", False), ("mean", True)]
     for level, deform in variants:
         report(root, level, deform)
 
