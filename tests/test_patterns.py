@@ -96,3 +96,12 @@ def test_deterministic_and_local(demo):
     far = ndimage.distance_transform_edt(~a.lesion, sampling=vol.zooms) > 3 * a.params["edge_mm"] + 0.5
     assert np.array_equal(a.image[far], vol.data[far])
     assert a.params["simulated"] is True
+
+
+def test_gm_none_maps_the_atlas(demo):
+    vol, cord, _ = demo
+    one = np.zeros_like(cord)
+    one[:, :, 6:11] = cord[:, :, 6:11]                 # five slices keep the mapping quick
+    r = simulate_pattern(vol.data, one, None, vol.zooms, "gm", False, 2, centre_slice=CENTRE, length_mm=9.0)
+    assert r.grade == 1 and r.lesion.any() and not (r.lesion & ~r.gm).any()
+    assert 0.05 < r.gm[:, :, CENTRE].sum() / one[:, :, CENTRE].sum() < 0.3

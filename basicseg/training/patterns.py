@@ -212,13 +212,16 @@ def _signal(image, cord, lesion, core, zooms, p):
 def simulate_pattern(image, cord, gm, zooms, pattern: str, haemorrhage: bool, rng_or_seed,
                      centre_slice: int | None = None, **overrides) -> PatternLesion:
     """Insert one SIMULATED lesion of ``pattern`` ("gm", "rim", "whole"), with or without a haemorrhagic
-    core, into ``image`` (canonical order; ``cord`` and ``gm`` bool masks on its grid, e.g. the mapped
-    atlas GM: :func:`basicseg.atlas.map_atlas`). ``overrides`` fix sampled parameters."""
+    core, into ``image`` (canonical order; ``cord`` and ``gm`` bool masks on its grid; ``gm=None`` maps
+    the atlas GM onto the cord: :func:`basicseg.atlas.map_atlas`). ``overrides`` fix sampled parameters."""
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {sorted(PATTERNS)}, got {pattern!r}")
     rng = rng_or_seed if isinstance(rng_or_seed, np.random.Generator) else np.random.default_rng(rng_or_seed)
     p = sample_pattern_params(rng, pattern, haemorrhage) | overrides
     zooms = tuple(float(z) for z in zooms[:3])
+    if gm is None:
+        from basicseg.atlas import map_atlas   # lazy: the atlas is only needed when no GM is given
+        gm = map_atlas(cord, zooms).gm
     image = np.asarray(image, np.float32).copy()
     cord, gm = np.asarray(cord, bool).copy(), np.asarray(gm, bool) & np.asarray(cord, bool)
     has_cord = np.flatnonzero(cord.any(axis=(0, 1)))
