@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from basicseg.atlas import TRACT_GROUPS, load_atlas, map_atlas
 from basicseg.atlas import register
