@@ -28,7 +28,7 @@ ENV VIRTUAL_ENV=/opt/venv \
 # Layer 1, cached across code changes: a venv with TensorFlow (if any) and the dependencies listed in
 # pyproject.toml (read with tomllib, so the list lives in one place).  python3, not python: the
 # stand-in base has no `python` alias.  The test suites bundled in the scientific wheels
-# (~145 MB, never imported at run time) are dropped.
+# (~145 MB, never imported at run time) are dropped, and so are ONNX Runtime's model-conversion tools.
 COPY pyproject.toml /tmp/src/pyproject.toml
 RUN python3 -m venv /opt/venv \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
@@ -37,7 +37,10 @@ RUN python3 -m venv /opt/venv \
  && for pkg in numpy scipy pandas matplotlib statsmodels nibabel; do \
       find /opt/venv/lib/python3*/site-packages/$pkg -depth -type d -name tests -exec rm -rf {} + \
         2>/dev/null || true; \
-    done
+    done \
+ && rm -rf /opt/venv/lib/python3*/site-packages/onnxruntime/transformers \
+           /opt/venv/lib/python3*/site-packages/onnxruntime/quantization \
+           /opt/venv/lib/python3*/site-packages/onnxruntime/tools
 
 # Layer 2: the package itself (non-editable, with its weights as package data).
 COPY . /tmp/src
@@ -46,7 +49,8 @@ RUN pip install --no-cache-dir --no-deps /tmp/src \
  && cp /tmp/src/version /version \
  && rm -rf /tmp/src /root/.cache \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin basicseg \
- && basicseg --version
+ && basicseg --version \
+ && python3 -m pip uninstall -q -y pip setuptools   # an installer has no use in a read-only image
 
 # Declared late: a RUN after an ARG misses the cache when the ARG's value changes.
 ARG VERSION

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import OLS   # not statsmodels.api: it imports every model family
 
 from .spearman import spearman_test
 from .tables import format_table as _format_table
@@ -36,7 +36,7 @@ def _ols(x: np.ndarray, y: np.ndarray, extra: np.ndarray | None = None) -> dict:
     """OLS of ``y`` on an intercept, ``x`` (and ``extra``) with statsmodels: R's ``lm`` and ``confint``
     (t tests on the residual df, 95 % intervals)."""
     cols = [np.ones_like(x), x] + ([extra] if extra is not None else [])
-    fit = sm.OLS(y, np.column_stack(cols)).fit()
+    fit = OLS(y, np.column_stack(cols)).fit()
     dfr = int(fit.df_resid)
     if dfr <= 0:                    # statsmodels would divide by zero; R's lm reports NaN inference
         nan = np.full(len(cols), np.nan)
