@@ -30,9 +30,13 @@ ENV VIRTUAL_ENV=/opt/venv \
 # stand-in base has no `python` alias.  The test suites bundled in the scientific wheels
 # (~145 MB, never imported at run time) are dropped, and so are ONNX Runtime's model-conversion tools.
 COPY pyproject.toml /tmp/src/pyproject.toml
-RUN python3 -m venv /opt/venv \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install --no-cache-dir ${TF_PACKAGE:+"${TF_PACKAGE}"} -r /tmp/requirements.txt \
+# The venv has no pip of its own: the base image's pip installs into it (--python), so no installer
+# stays in the image (a later layer could not remove it).
+RUN BASE_PYTHON="$(command -v python3)" \
+ && "$BASE_PYTHON" -m venv --without-pip /opt/venv \
+ && "$BASE_PYTHON" -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && "$BASE_PYTHON" -m pip --python /opt/venv/bin/python3 install --no-cache-dir \
+      ${TF_PACKAGE:+"${TF_PACKAGE}"} -r /tmp/requirements.txt \
  && rm -rf /tmp/src /tmp/requirements.txt /root/.cache \
  && for pkg in numpy scipy pandas matplotlib statsmodels nibabel; do \
       find /opt/venv/lib/python3*/site-packages/$pkg -depth -type d -name tests -exec rm -rf {} + \
@@ -44,13 +48,13 @@ RUN python3 -m venv /opt/venv \
 
 # Layer 2: the package itself (non-editable, with its weights as package data).
 COPY . /tmp/src
-RUN pip install --no-cache-dir --no-deps /tmp/src \
- && pip check \
+RUN BASE_PYTHON="$(PATH=/usr/local/bin:/usr/bin command -v python3)" \
+ && "$BASE_PYTHON" -m pip --python /opt/venv/bin/python3 install --no-cache-dir --no-deps /tmp/src \
+ && "$BASE_PYTHON" -m pip --python /opt/venv/bin/python3 check \
  && cp /tmp/src/version /version \
  && rm -rf /tmp/src /root/.cache \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /tmp --shell /usr/sbin/nologin basicseg \
- && basicseg --version \
- && python3 -m pip uninstall -q -y pip setuptools   # an installer has no use in a read-only image
+ && basicseg --version
 
 # Declared late: a RUN after an ARG misses the cache when the ARG's value changes.
 ARG VERSION

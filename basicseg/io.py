@@ -10,6 +10,7 @@ image's outputs uses it so that nothing is replaced before every new file is com
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -165,8 +166,6 @@ def clean_json(obj):
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

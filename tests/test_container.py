@@ -35,7 +35,9 @@ BASE = os.environ.get("BASICSEG_BASE_IMAGE", "localhost/python:3.11-slim-local")
 # the image with both backends.
 TF_PACKAGE = os.environ.get("BASICSEG_TF_PACKAGE", "")
 BACKEND = "onnx" if not TF_PACKAGE else "tensorflow"
-MAX_CPU_IMAGE_BYTES = 1_000_000_000     # the TensorFlow-free CPU image's budget
+MAX_CPU_IMAGE_BYTES = 1_000_000_000     # the TensorFlow-free CPU image's budget on python:3.11-slim ...
+SLIM_BASE_BYTES = 130_000_000           # ... whose size (uncompressed) stands for the base here: the offline
+                                        # stand-in base of ../shared/tools is larger (Debian's python3 + apt lists)
 IMAGE = "localhost/basicseg:test"
 METRICS = Path(os.environ.get("BASICSEG_METRICS", "/tmp/basicseg-container-metrics.json"))
 PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--rm", "--network", "none", "--read-only"]
@@ -121,7 +123,10 @@ def test_cpu_image_is_small_and_free_of_tensorflow(image, ids):
     if TF_PACKAGE:
         pytest.skip(f"built with {TF_PACKAGE}")
     size = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", image], 60).stdout)
-    assert size <= MAX_CPU_IMAGE_BYTES, f"CPU image {size / 1e9:.2f} GB"
+    base = int(_run(["podman", "image", "inspect", "--format", "{{.Size}}", BASE], 60).stdout)
+    ours = size - base
+    assert ours + SLIM_BASE_BYTES <= MAX_CPU_IMAGE_BYTES, \
+        f"CPU image {size / 1e9:.2f} GB, of which {ours / 1e9:.2f} GB above the base image"
     probe = _podman(image, ids, ["-c", "import importlib.util as u; print(u.find_spec('tensorflow') is None, "
                                        "u.find_spec('onnxruntime') is not None)"],
                     extra=["--entrypoint", "/opt/venv/bin/python3"], timeout=120)

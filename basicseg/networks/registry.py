@@ -1,11 +1,11 @@
 """The shipped networks: names, files, model cards and checksums (weights ship inside the package)."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from ..errors import NO_INPUT, BasicsegError
+from ..io import sha256_file as sha256  # noqa: F401  (the models' checksum, for sidecars)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Shipped models: name -> file stem under basicseg/networks/weights. Defaults are chosen by leave-site-out
@@ -27,14 +27,6 @@ def resolve_model(name_or_path: str) -> Path:
         raise BasicsegError(f"unknown model {name_or_path!r}; shipped models: {', '.join(available) or 'none'}",
                             NO_INPUT)
     return shipped
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_card(path: Path) -> dict:
