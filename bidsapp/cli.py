@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what runs the networks: onnx (ONNX Runtime, the shipped .onnx exports; fast start-up) "
                         "or tensorflow (the .keras files); default %(default)s (an image may set BASICSEG_BACKEND)")
     m.add_argument("--save-probabilities", action="store_true", help="also write _probseg maps")
+    m.add_argument("--basic-score", action="store_true",
+                   help="EXPERIMENTAL (validated on simulated lesions only): BASIC grade, haemorrhage mask and "
+                        "tract-wise lesion load from the AMU7T atlas mapped onto each slice (slow: seconds per slice)")
     m.add_argument("--overwrite", action="store_true", help="redo images whose outputs exist")
     s = p.add_argument_group("group level")
     s.add_argument("--outcome", action="append", default=[], metavar="COL",
@@ -111,7 +114,7 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         bids_filter_file=args.bids_filter_file, nprocs=args.nprocs, skip_bids_validation=args.skip_bids_validation,
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
-        centerline=args.centerline, batch_images=args.batch_images, save_probabilities=args.save_probabilities, outcome=args.outcome,
+        centerline=args.centerline, batch_images=args.batch_images, basic_score=args.basic_score, save_probabilities=args.save_probabilities, outcome=args.outcome,
         backend=args.backend, predictor=args.predictor, compare=compare, reference_method=args.reference_method,
         qc_ratings=args.qc_ratings)  # QC ratings
     return config, args

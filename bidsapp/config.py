@@ -35,6 +35,7 @@ class Config:
     centerline: str = "auto"
     save_probabilities: bool = False
     batch_images: int = 4
+    basic_score: bool = False
     outcome: list[str] = field(default_factory=list)
     predictor: list[str] = field(default_factory=list)
     compare: dict = field(default_factory=dict)

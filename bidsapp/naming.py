@@ -11,8 +11,10 @@ LESION_PROB = "space-orig_label-lesion_probseg.nii.gz"
 MORPHOMETRICS = "morphometrics.tsv"
 PER_SLICE = "desc-perslice_morphometrics.tsv"
 LESIONS = "desc-lesions_morphometrics.tsv"
+HAEMORRHAGE_MASK = "space-orig_label-haemorrhage_mask.nii.gz"   # --basic-score (experimental)
 DSEG = "space-orig_dseg.nii.gz"
 MANIFEST = "desc-basicseg_manifest.json"
 # every file one image may have, for removing what a failed or stale attempt left
-IMAGE_OUTPUTS = (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, MORPHOMETRICS, PER_SLICE, LESIONS, DSEG,
-                 *(n.replace(".nii.gz", ".json") for n in (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, DSEG)))
+IMAGE_OUTPUTS = (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, MORPHOMETRICS, PER_SLICE, LESIONS, DSEG, HAEMORRHAGE_MASK,
+                 *(n.replace(".nii.gz", ".json") for n in (SC_MASK, LESION_MASK, SC_PROB, LESION_PROB, DSEG,
+                                                          HAEMORRHAGE_MASK)))

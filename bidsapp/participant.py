@@ -15,10 +15,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from basicseg.errors import FAILURE, IO_ERR, OK, BasicsegError
 from basicseg.io import write_text
+from basicseg.measure.basic import grade_image
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
 from basicseg.segment.load import axial_problem, load_axial, load_image
@@ -43,6 +45,7 @@ class ImageResult:
     per_slice: pd.DataFrame
     per_lesion: pd.DataFrame
     timings: dict = field(default_factory=dict)
+    haemorrhage: np.ndarray | None = None      # --basic-score: T2-hypointense foci inside the lesion
 
 
 @dataclass
@@ -85,19 +88,26 @@ def load_job(job: ImageJob) -> tuple:
     return volume, {"load": time.perf_counter() - t0}
 
 
-def finish(job: ImageJob, seg: Segmentation, models: Models, timings: dict) -> ImageResult:
-    """morphometrics of one segmented image."""
+def finish(job: ImageJob, seg: Segmentation, models: Models, timings: dict, basic_score: bool = False) -> ImageResult:
+    """morphometrics of one segmented image (and, with --basic-score, its experimental BASIC grade)."""
     timings = {**timings, **seg.timings}
     t0 = time.perf_counter()
     row, per_slice, per_lesion = measure(job, seg, models)
     timings["metrics"] = time.perf_counter() - t0
-    return ImageResult(seg, row, per_slice, per_lesion, timings)
+    haemorrhage = None
+    if basic_score and seg.lesion is not None:
+        t0 = time.perf_counter()
+        grades, haemorrhage = grade_image(seg.volume.data, seg.volume.affine, seg.cord, seg.lesion)
+        row = {**row, **grades}
+        timings["basic"] = time.perf_counter() - t0
+    return ImageResult(seg, row, per_slice, per_lesion, timings, haemorrhage)
 
 
 def process_image(job: ImageJob, models: Models, config) -> ImageResult:
     """load -> segment -> morphometrics for one image."""
     volume, timings = load_job(job)
-    return finish(job, segment(volume, models, job.centreline or config.centerline), models, timings)
+    return finish(job, segment(volume, models, job.centreline or config.centerline), models, timings,
+                  config.basic_score)
 
 
 def process_group(jobs: list[ImageJob], models: Models, config) -> list:
@@ -121,7 +131,8 @@ def process_group(jobs: list[ImageJob], models: Models, config) -> list:
             seg = _guarded(segment, volume, models, jobs[i].centreline or config.centerline)
         else:
             seg = segs[k]
-        out[i] = seg if isinstance(seg, Exception) else _guarded(finish, jobs[i], seg, models, timings)
+        out[i] = seg if isinstance(seg, Exception) else _guarded(finish, jobs[i], seg, models, timings,
+                                                                 config.basic_score)
     return out
 
 
@@ -208,7 +219,7 @@ def output_settings(config) -> dict:
     """The options that change an image's outputs: a manifest made with others is stale."""
     return {"centerline": "auto" if config.centerline == "auto" else
             "sct" if config.centerline == "sct" else "file",
-            "save_probabilities": bool(config.save_probabilities)}
+            "save_probabilities": bool(config.save_probabilities), "basic_score": bool(config.basic_score)}
 
 
 def split_axial(jobs: list[ImageJob]) -> tuple[list[ImageJob], list[tuple[ImageJob, str]]]:

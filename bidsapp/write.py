@@ -35,7 +35,7 @@ from bidsapp import manifest
 from bidsapp.citation import HOW_TO_ACKNOWLEDGE
 from bidsapp.discovery import ImageJob
 
-from bidsapp.naming import (DSEG, IMAGE_OUTPUTS, LESION_MASK, LESION_PROB, LESIONS, MORPHOMETRICS,  # noqa: F401
+from bidsapp.naming import (DSEG, HAEMORRHAGE_MASK, IMAGE_OUTPUTS, LESION_MASK, LESION_PROB, LESIONS, MORPHOMETRICS,  # noqa: F401
                             PER_SLICE, SC_MASK, SC_PROB)
 
 # basicseg outputs that the BIDS specification has no name for (folder patterns without a trailing
@@ -157,9 +157,20 @@ def stage_image(txn: Transaction, job: ImageJob, result, models, config) -> None
     if seg.lesion is not None:
         write_tsv(job.output(out, LESIONS), result.per_lesion, txn)
     _stage_dseg(txn, job, seg, models, out)
+    if result.haemorrhage is not None:
+        _stage_haemorrhage(txn, job, seg, result.haemorrhage, models, out)
     if config.save_probabilities:
         _stage_probabilities(txn, job, seg, models, out)
     write_tsv(job.output(out, MORPHOMETRICS), pd.DataFrame([result.row]), txn)
+
+
+def _stage_haemorrhage(txn: Transaction, job: ImageJob, seg, haemorrhage, models, out: Path) -> None:
+    sidecar = mask_sidecar(job, models.lesion, "lesion", "T2-hypointense foci inside the lesion (haemorrhage), relative "
+                           "to the cord's normal signal; EXPERIMENTAL: validated on SIMULATED lesions only")
+    sidecar.pop("Threshold")
+    write_json(job.output(out, HAEMORRHAGE_MASK.replace(".nii.gz", ".json")), sidecar, txn)
+    write_nifti(job.output(out, HAEMORRHAGE_MASK), seg.volume.to_native(haemorrhage), seg.volume.native, np.uint8,
+                txn=txn)
 
 
 def _stage_dseg(txn: Transaction, job: ImageJob, seg, models, out: Path) -> None:

@@ -287,3 +287,18 @@ def test_group_table2_matches_lmertest(tmp_path):
             _close(o[col], row[col], RTOL, f"{key} {col}")
         _close(o["df"], row["df"], DF_RTOL, f"{key} df")
         assert abs(o["P"] - row["P"]) <= P_ATOL, f"{key} P"
+
+
+def test_kruskal_matches_r_kruskal_test(tmp_path):
+    """The group level's BASIC test across grades: H, df and P as R's kruskal.test, ties included."""
+    import subprocess
+    from bidsapp.group.basic import kruskal
+
+    grades = np.array([0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4])
+    lems = np.array([50, 48, 40, 42, 40, 30, 33, 20, 25, 20, 10, 12], float)
+    code = (f"r <- kruskal.test(c({', '.join(map(str, lems))}), factor(c({', '.join(map(str, grades))})));"
+            "cat(sprintf('%.15g', c(r$statistic, r$parameter, r$p.value)))")
+    out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    h_r, df_r, p_r = map(float, out.split())
+    h, df, p = kruskal(grades, lems)
+    assert h == pytest.approx(h_r, rel=1e-10) and df == df_r and p == pytest.approx(p_r, rel=1e-8)

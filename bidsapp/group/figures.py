@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bidsapp.group.state import NA, OUTPUTS, GroupState
+from bidsapp.group import basic
 from bidsapp.report.html import mpl_config_fallback, safe_name, save_png
 
 log = logging.getLogger("basicseg")
@@ -85,6 +86,9 @@ def _planned(state: GroupState) -> list[tuple[tuple, str, object]]:
             name = f"regression_{safe_name(res.outcome)}_vs_{safe_name(res.predictor)}.png"
             plans.append((("regression", key), name,
                           lambda res=res, key=key: _regression_figure(res, *state.regression_frames[key])))
+    for outcome, data in (state.basic_frames or {}).items():
+        plans.append((("basic", outcome), f"basic_{safe_name(outcome)}.png",
+                      lambda data=data, outcome=outcome: basic.box_plot(data, outcome)))
     if state.dice is not None and len(state.dice):
         methods = state.methods or sorted(state.dice["method"].unique())
         plans.append((("dice",), "dice_violin.png", lambda: _dice_figure(state.dice, methods)))

@@ -118,6 +118,21 @@ def regression_section(state: GroupState) -> list[str]:
     return parts
 
 
+BASIC_TEXT = ("<p class='warn'><b>Experimental: validated on SIMULATED lesions only.</b> The BASIC grade (Talbott et "
+              "al. 2015) is assigned at the epicentre from the lesion mask, the AMU7T grey matter mapped onto the "
+              "cord and the detected haemorrhage (docs/atlas.md). Spearman's rho with R's cor.test P value; "
+              "Kruskal-Wallis across grades (tie-corrected H, k - 1 df, as R's kruskal.test). The tract-wise "
+              "loads of the lateral corticospinal tracts enter the regressions above as predictors.</p>")
+
+
+def basic_section(state: GroupState) -> list[str]:
+    if state.basic is None:
+        return []
+    parts = ["<h2>BASIC score against motor scores</h2>", BASIC_TEXT, table_html(state.basic.drop(columns="status"))]
+    parts += [_figure(state, ("basic", o), f"{o} by BASIC grade", "48%") for o in state.basic["outcome"]]
+    return parts
+
+
 def dice_section(state: GroupState) -> list[str]:
     parts = ["<h2>Segmentation comparisons (Table 2)</h2>", _notes(state.notes[COMPARISON])]
     if state.dice is None or not len(state.dice):
@@ -202,7 +217,8 @@ def render(state: GroupState) -> str:
     parts = [HEAD, "<h1>basicseg group report</h1>",
              INTRO.format(output_dir=_e(state.output_dir), bids_dir=_e(state.bids_dir)),
              ("<h2>Output errors</h2>" + _notes(errors, "error")) if errors else "",
-             *inputs_section(state), *ratings_section(state), *regression_section(state), *dice_section(state), *table2_section(state),
+             *inputs_section(state), *ratings_section(state), *regression_section(state),
+             *basic_section(state), *dice_section(state), *table2_section(state),
              *exclusions_section(state), *subjects_section(state), "</body></html>\n"]
     return "\n".join(p for p in parts if p)
 

@@ -33,7 +33,7 @@ import pandas as pd
 from basicseg import errors as exits
 from basicseg.io import write_json, write_tsv
 from bidsapp.config import Config
-from bidsapp.group import ratings, stats
+from bidsapp.group import basic, ratings, stats
 from bidsapp.group.collect import collect
 from bidsapp.group.figures import draw_figures
 from bidsapp.group.join import join
@@ -123,6 +123,8 @@ def write_tables(state: GroupState, config: Config, regressions: pd.DataFrame) -
         "description": TABLE2_DESCRIPTION, "reference_method": state.methods[0] if state.methods
         else config.reference_method, "methods": state.methods, "models": state.models}))
     _write(state, write_tsv, "exclusions.tsv", state.exclusion_table())
+    if state.basic is not None:
+        _write(state, write_tsv, "basic.tsv", state.basic)
 
 
 # --- the run ----------------------------------------------------------------------------------------------------
@@ -136,7 +138,10 @@ def _analyse(config: Config, state: GroupState) -> pd.DataFrame:
     state.joined = join(state.bids_dir, state.morph, state)
     check_columns(config, state.joined)
     analysed = ratings.analysed(state.joined)          # images rated fail enter no analysis
-    regressions = stats.regressions(analysed, state, config.outcome or None, config.predictor or None)
+    predictors = config.predictor or [stats.DEFAULT_PREDICTOR, *basic.tract_predictors(analysed)]
+    regressions = stats.regressions(analysed, state, config.outcome or None, predictors)
+    if basic.graded(analysed):
+        state.basic = basic.basic_tests(analysed, state, config.outcome or None)
     state.dice = stats.dice_table(analysed, state, config.compare)
     state.table2 = stats.table2(state.dice, state, config.reference_method)
     return regressions

@@ -37,6 +37,8 @@ class GroupState:
     write_errors: list[str] = field(default_factory=list)   # one line each: they make the exit code IO_ERR
     ratings: dict | None = None                             # source -> ratings.ImageRating (None: no --qc-ratings)
     rating_files: list[str] = field(default_factory=list)
+    basic: pd.DataFrame | None = None                       # BASIC grade ~ motor scores (bidsapp.group.basic)
+    basic_frames: dict = field(default_factory=dict)        # outcome -> the rows tested
 
     def exclude(self, reason: str, participant_id=NA, session_id=NA, source=NA) -> None:
         self.exclusions.append({"participant_id": _text(participant_id), "session_id": _text(session_id),

@@ -170,6 +170,10 @@ def _image_section(img: ImageReport, anchor: str, figures: dict) -> str:
     has_lesion = img.lesion is not None and bool(np.any(img.lesion))
     if has_lesion or "lesion" in img.models:
         parts.append(f"<div class='box note'>{_e(LESION_NOTE)}</div>")
+    basic = basic_reasoning(img.morphometrics)
+    if basic:
+        parts.append(f"<div class='box note'><strong>BASIC score (experimental: validated on simulated lesions "
+                     f"only)</strong>: {_e(basic)}</div>")
     parts.append("<h3>Morphometrics</h3>" + _morphometrics_table(img.morphometrics))
     parts.append("<p class=meta>Definitions follow SCT's <code>sct_analyze_lesion</code> (see "
                  "docs/morphometrics.md); tissue bridges and midsagittal measures are on the midsagittal "
@@ -179,6 +183,26 @@ def _image_section(img: ImageReport, anchor: str, figures: dict) -> str:
     return "\n".join(parts)
 
 
+
+
+def basic_reasoning(row: dict) -> str | None:
+    """The grade and why, in one line (None when the image was not graded)."""
+    grade = row.get("basic_score")
+    try:
+        grade = int(float(grade))
+    except (TypeError, ValueError):
+        return None
+    if grade == 0:
+        return "grade 0: no intramedullary lesion in the cord"
+    def pct(key):
+        value = row.get(key)
+        return f"{100 * float(value):.0f} %" if value is not None and np.isfinite(float(value)) else "n/a"
+    rim = "white-matter rim spared" if row.get("basic_wm_rim_spared") in (1, 1.0, True) else "rim not spared"
+    haem = "haemorrhage at the epicentre" if row.get("basic_haemorrhage_at_epicentre") in (1, 1.0, True) \
+        else "no haemorrhage at the epicentre"
+    return (f"grade {grade} at slice {int(float(row.get('basic_epicentre_slice')))}: "
+            f"{pct('basic_section_involved_share')} of the cross-section involved, "
+            f"{pct('basic_lesion_in_gm_share')} of the lesion in the atlas grey matter, {rim}, {haem}")
 
 
 def _draw_figures(img: ImageReport, stem: str, fig_dir: Path, fig_rel: str) -> dict:
