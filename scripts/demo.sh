@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-demo_out}
 SYSTEM=0 bash scripts/setup.sh   # the demo needs neither R nor Chromium
-basicseg demo/ds-demo "$OUT" participant --work-dir "${OUT%/}_work" --nprocs "${NPROCS:-2}"
+basicseg demo/ds-demo "$OUT" participant --work-dir "${OUT%/}_work" --nprocs "${NPROCS:-2}" --basic-score
 # a second method for the Table-2 comparison: the shipped BASICseg-2 cord model, cord only
 basicseg demo/ds-demo "${OUT%/}_basicseg2" participant --work-dir "${OUT%/}_work" --nprocs "${NPROCS:-2}" \
   --cord-model cord-basicseg2 --lesion-model none --skip-bids-validation
