@@ -51,6 +51,9 @@ def test_grades_columns_and_haemorrhage_mask(graded):
         assert not (np.asanyarray(nib.load(haem).dataobj).astype(bool) & ~lesion).any()   # inside the lesion
     page = (out / "sub-errsm21.html").read_text()
     assert "BASIC score (experimental: validated on simulated lesions only)" in page
+    assert "alt='BASIC epicentre of sub-errsm21_T2w'" in page
+    (png,) = list((out / "sub-errsm21" / "figures").glob("*_desc-epicentre_qc.png"))
+    assert png.stat().st_size > 5000
 
 
 def test_group_tests_the_grade_against_motor_scores(graded):

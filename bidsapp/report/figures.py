@@ -166,6 +166,41 @@ def axial_mosaic(img: ImageReport, path: Path, centres: np.ndarray | None = None
     return int(round(width_in * DPI)), int(round(height_in * DPI))
 
 
+GM_COLOUR = "#3cff6e"
+HAEMORRHAGE_COLOUR = "#ff4dff"
+EPICENTRE_ZOOM = 4           # the epicentre tile is drawn larger than the mosaic's
+
+
+def epicentre_view(img: ImageReport, path: Path, centres: np.ndarray | None = None) -> tuple[int, int]:
+    """The BASIC epicentre slice with the atlas grey matter mapped onto its cord (experimental)."""
+    ep = img.epicentre
+    k = int(ep["slice"])
+    anat = np.asarray(img.anat, dtype=np.float32)
+    geom = slice_geometry(img.affine)
+    ci, cj = (centres_of(img) if centres is None else centres)[k]
+    hi, hj = max(4, int(round(FIELD_MM / 2 / geom.dx))), max(4, int(round(FIELD_MM / 2 / geom.dy)))
+    tile = _radiological(_crop(anat, k, ci, cj, hi, hj, np.nan))
+    layers = [(img.cord, CORD_COLOUR), (img.lesion, LESION_COLOUR)]
+    layers += [(ep[key][..., None].repeat(anat.shape[2], axis=2), colour)
+               for key, colour in (("gm", GM_COLOUR), ("haemorrhage", HAEMORRHAGE_COLOUR)) if ep.get(key) is not None]
+    size_in = 3.2
+    fig = Figure(figsize=(size_in, size_in), facecolor="black")
+    ax = fig.add_axes((0, 0, 1, 1))
+    vmin, vmax = _window(tile)
+    ax.imshow(tile, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest", aspect=geom.dy / geom.dx)
+    for mask, colour in layers:
+        if mask is not None:
+            m = _radiological(_crop(np.asarray(mask, np.float32), k, ci, cj, hi, hj, 0.0))
+            if m.any():
+                ax.contour(m, levels=[0.5], colors=colour, linewidths=1.0)
+    ax.text(1, 1, f"slice {k}: epicentre", color="white", fontsize=7, va="top", ha="left")
+    ax.text(1, tile.shape[0] - 2, "cyan cord, red lesion, green atlas GM, magenta haemorrhage", color="white",
+            fontsize=5.5, va="bottom", ha="left")
+    ax.axis("off")
+    save_png(fig, path, dpi=DPI)
+    return int(round(size_in * DPI)), int(round(size_in * DPI))
+
+
 def _sagittal_planes(img: ImageReport, centres: np.ndarray, margin_vox: int) -> dict:
     """The curved plane through the centreline (interpolated in x), with the cord and lesion sampled at the
     nearest x, as displayed: rows superior to inferior, columns anterior to posterior."""

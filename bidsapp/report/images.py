@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from basicseg.references import image_stem
@@ -28,12 +29,25 @@ def _failed(job, error: str) -> ImageReport:
                        lesion=None, cord_prob=None, centerline=None, status="failed", error=error)
 
 
+def epicentre(result) -> dict | None:
+    """The graded image's epicentre with the atlas GM mapped onto that slice's cord (--basic-score)."""
+    k = result.row.get("basic_epicentre_slice")
+    if k is None or not np.isfinite(float(k)):
+        return None
+    from basicseg.atlas import map_atlas
+
+    k = int(k)
+    atlas = map_atlas(result.seg.cord, result.seg.volume.zooms, slices=[k])
+    haem = result.haemorrhage[:, :, k] if result.haemorrhage is not None else None
+    return {"slice": k, "gm": atlas.gm[:, :, k], "haemorrhage": haem}
+
+
 def _computed(job, result, models) -> ImageReport:
     seg, row = result.seg, result.row
     return ImageReport(name=image_stem(job.path), source=job.relpath, anat=seg.volume.data,
                        affine=seg.volume.affine, cord=seg.cord, lesion=seg.lesion, cord_prob=seg.cord_prob,
                        centerline=seg.centres, morphometrics=_metrics(row), models=models.provenance(),
-                       warnings=_flags(row) + list(seg.volume.warnings))
+                       warnings=_flags(row) + list(seg.volume.warnings), epicentre=epicentre(result))
 
 
 def _earlier(job, output_dir: Path) -> ImageReport:

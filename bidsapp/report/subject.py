@@ -26,7 +26,7 @@ from basicseg.io import write_text
 from basicseg.measure.morphometrics import LABELS
 from bidsapp.discovery import strip_prefix
 from bidsapp.report import rating
-from bidsapp.report.figures import FIELD_MM, axial_mosaic, centres_of, sagittal_view
+from bidsapp.report.figures import FIELD_MM, axial_mosaic, centres_of, epicentre_view, sagittal_view
 from bidsapp.report.html import escape as _e
 from bidsapp.report.html import format_number, safe_name
 
@@ -58,6 +58,7 @@ class ImageReport:
     morphometrics: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)     # role -> {Name, Version, SHA256, Threshold, ...}
     warnings: list = field(default_factory=list)
+    epicentre: dict | None = None       # --basic-score: {"slice", "gm" (2D), "haemorrhage" (2D or None)}
     status: str = "ok"
     error: str | None = None
 
@@ -174,6 +175,12 @@ def _image_section(img: ImageReport, anchor: str, figures: dict) -> str:
     if basic:
         parts.append(f"<div class='box note'><strong>BASIC score (experimental: validated on simulated lesions "
                      f"only)</strong>: {_e(basic)}</div>")
+        if "epicentre" in figures:
+            src, (w, h) = figures["epicentre"]
+            parts.append(f"<figure><img src='{_e(src)}' width={w} height={h} alt='BASIC epicentre of {_e(img.name)}'>"
+                         "<figcaption>The epicentre slice with the AMU7T grey matter mapped onto the cord (green), "
+                         "the lesion (red) and detected haemorrhage (magenta); radiological convention."
+                         "</figcaption></figure>")
     parts.append("<h3>Morphometrics</h3>" + _morphometrics_table(img.morphometrics))
     parts.append("<p class=meta>Definitions follow SCT's <code>sct_analyze_lesion</code> (see "
                  "docs/morphometrics.md); tissue bridges and midsagittal measures are on the midsagittal "
@@ -213,7 +220,10 @@ def _draw_figures(img: ImageReport, stem: str, fig_dir: Path, fig_rel: str) -> d
         return figures
     try:
         centres = centres_of(img)
-        for kind, draw in (("axial", axial_mosaic), ("sagittal", sagittal_view)):
+        drawings = [("axial", axial_mosaic), ("sagittal", sagittal_view)]
+        if img.epicentre is not None:
+            drawings.append(("epicentre", epicentre_view))
+        for kind, draw in drawings:
             name = f"{stem}_desc-{kind}_qc.png"
             size = draw(img, fig_dir / name, centres)
             figures[kind] = (f"{quote(fig_rel)}/{quote(name)}", size)
