@@ -23,7 +23,7 @@ from basicseg.io import write_text
 from basicseg.measure.basic import grade_image
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
-from basicseg.segment.load import axial_problem, load_axial, load_image
+from basicseg.segment.load import axial_problem, load_axial, load_header
 from basicseg.segment.batch import segment_batch
 from basicseg.segment.pipeline import Models, Segmentation, segment
 from bidsapp import manifest, write
@@ -223,11 +223,12 @@ def output_settings(config) -> dict:
 
 
 def split_axial(jobs: list[ImageJob]) -> tuple[list[ImageJob], list[tuple[ImageJob, str]]]:
-    """Sagittal/coronal thick-slice images are skipped with their reason; unreadable files stay in and fail."""
+    """Sagittal/coronal thick-slice images are skipped with their reason (from the header alone: each image is
+    read whole once, when it is processed); unreadable files stay in and fail."""
     keep, skipped = [], []
     for job in jobs:
         try:
-            problem = None if job.problem else axial_problem(load_image(job.path))
+            problem = None if job.problem else axial_problem(load_header(job.path))
         except BasicsegError:
             problem = None
         if problem:

@@ -7,7 +7,6 @@ done here: only axis permutations and flips, which are undone exactly by :meth:`
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ class AxialVolume:
     affine: np.ndarray             # canonical affine
     ornt: np.ndarray               # native -> canonical orientation transform
     nonfinite_voxels: int = 0      # NaN/Inf voxels of the input, replaced by their slice's median
-    sha256: str | None = None      # of the file as read (the manifest's record of the input)
     warnings: list = field(default_factory=list)
 
     @property
@@ -62,19 +60,17 @@ class AxialVolume:
         return nib.orientations.io_orientation(self.native.affine)
 
 
-def read_verified(path: Path) -> tuple[bytes, str]:
-    """The file's bytes, decompressed and checked to their end (gzip CRC and length), and the SHA-256
-    of the file as stored. nibabel alone stops reading before the gzip trailer, so a corrupted stream
-    would be segmented silently."""
+def read_verified(path: Path) -> bytes:
+    """The file's bytes, decompressed and checked to their end (gzip CRC and length). nibabel alone stops
+    reading before the gzip trailer, so a corrupted stream would be segmented silently."""
     raw = Path(path).read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise BasicsegError(f"{path}: corrupt gzip stream ({exc}); the file is damaged or truncated",
                                 DATA_ERR) from exc
-    return raw, digest
+    return raw
 
 
 def _from_bytes(raw: bytes):
@@ -91,8 +87,7 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
     file and the problem."""
     path = Path(path)
     try:
-        raw, digest = read_verified(path)
-        img = _from_bytes(raw)
+        img = _from_bytes(read_verified(path))
     except BasicsegError:
         raise
     except OSError as exc:
@@ -104,8 +99,16 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
     if len(img.shape) != 3:
         raise BasicsegError(f"{path}: expected a 3D image, found shape {img.shape}", DATA_ERR)
     check_geometry(img, path)
-    img.basicseg_sha256 = digest
     return img
+
+
+def load_header(path: str | Path):
+    """The image's header and affine only (nibabel reads lazily): enough to tell the acquisition plane
+    without reading the voxels. Raises BasicsegError; the whole file is checked by ``load_image``."""
+    try:
+        return nib.load(str(path))
+    except Exception as exc:
+        raise BasicsegError(f"{path}: cannot read as NIfTI ({type(exc).__name__}: {exc})", DATA_ERR) from exc
 
 
 def check_geometry(img, path: Path) -> None:
@@ -166,8 +169,7 @@ def load_axial(path: str | Path, img: nib.Nifti1Image | None = None) -> AxialVol
         log.warning("%s: %s", path, warnings[-1])
     data = nib.orientations.apply_orientation(native, ornt).astype(np.float32, copy=False)
     affine = affine_mm(img) @ nib.orientations.inv_ornt_aff(ornt, img.shape)
-    return AxialVolume(Path(path), img, np.ascontiguousarray(data), affine, ornt, nonfinite,
-                       getattr(img, "basicseg_sha256", None), warnings)
+    return AxialVolume(Path(path), img, np.ascontiguousarray(data), affine, ornt, nonfinite, warnings)
 
 
 def replace_nonfinite(data: np.ndarray) -> tuple[np.ndarray, int]:
