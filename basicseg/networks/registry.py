@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import NO_INPUT, BasicsegError
-from ..io import sha256_file as sha256  # noqa: F401  (the models' checksum, for sidecars)
+from ..io import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Shipped models: name -> file stem under basicseg/networks/weights. Defaults are chosen by leave-site-out
@@ -32,3 +34,15 @@ def resolve_model(name_or_path: str) -> Path:
 def model_card(path: Path) -> dict:
     card = Path(path).with_suffix(".json")
     return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """A network file's SHA-256, hashed once per process: the settings, the manifests, the citation and
+    the loaded model all record it. The cache is keyed on size and mtime, so a rewritten file is hashed anew."""
+    stat = os.stat(path)
+    return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
