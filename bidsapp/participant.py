@@ -20,6 +20,7 @@ import pandas as pd
 
 from basicseg.errors import FAILURE, IO_ERR, OK, BasicsegError
 from basicseg.io import write_text
+from basicseg.atlas import map_atlas
 from basicseg.measure.basic import grade_image
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
@@ -46,6 +47,7 @@ class ImageResult:
     per_lesion: pd.DataFrame
     timings: dict = field(default_factory=dict)
     haemorrhage: np.ndarray | None = None      # --basic-score: T2-hypointense foci inside the lesion
+    atlas_gm: np.ndarray | None = None         # --basic-score: atlas GM mapped onto the lesion's slices
 
 
 @dataclass
@@ -94,13 +96,16 @@ def finish(job: ImageJob, seg: Segmentation, models: Models, timings: dict, basi
     t0 = time.perf_counter()
     row, per_slice, per_lesion = measure(job, seg, models)
     timings["metrics"] = time.perf_counter() - t0
-    haemorrhage = None
+    haemorrhage = atlas = None
     if basic_score and seg.lesion is not None:
         t0 = time.perf_counter()
-        grades, haemorrhage = grade_image(seg.volume.data, seg.volume.affine, seg.cord, seg.lesion)
+        # mapped once here: the grade and the report's epicentre figure both use it
+        lesion_slices = np.flatnonzero((seg.lesion & seg.cord).any(axis=(0, 1)))
+        atlas = map_atlas(seg.cord, seg.volume.zooms, slices=lesion_slices)
+        grades, haemorrhage = grade_image(seg.volume.data, seg.volume.affine, seg.cord, seg.lesion, atlas_map=atlas)
         row = {**row, **grades}
         timings["basic"] = time.perf_counter() - t0
-    return ImageResult(seg, row, per_slice, per_lesion, timings, haemorrhage)
+    return ImageResult(seg, row, per_slice, per_lesion, timings, haemorrhage, atlas.gm if atlas else None)
 
 
 def process_image(job: ImageJob, models: Models, config) -> ImageResult:

@@ -32,14 +32,11 @@ def _failed(job, error: str) -> ImageReport:
 def epicentre(result) -> dict | None:
     """The graded image's epicentre with the atlas GM mapped onto that slice's cord (--basic-score)."""
     k = result.row.get("basic_epicentre_slice")
-    if k is None or not np.isfinite(float(k)):
+    if k is None or result.atlas_gm is None or not np.isfinite(float(k)):
         return None
-    from basicseg.atlas import map_atlas
-
     k = int(k)
-    atlas = map_atlas(result.seg.cord, result.seg.volume.zooms, slices=[k])
     haem = result.haemorrhage[:, :, k] if result.haemorrhage is not None else None
-    return {"slice": k, "gm": atlas.gm[:, :, k], "haemorrhage": haem}
+    return {"slice": k, "gm": result.atlas_gm[:, :, k], "haemorrhage": haem}
 
 
 def _computed(job, result, models) -> ImageReport:
