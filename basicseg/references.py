@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TARGETS = ("cord", "lesion")
+TARGETS = ("cord", "lesion", "gm")
 
 _PATTERNS = {
     "cord": [
@@ -26,6 +26,7 @@ _PATTERNS = {
         "{stem}_lesion-manual", "{stem}_label-lesion_mask", "{stem}_label-lesion_seg",
         "{entities}_space-orig_label-lesion_mask", "{entities}_label-lesion_mask",
     ],
+    "gm": ["{stem}_gmseg-manual", "{stem}_label-GM_seg", "{stem}_label-GM_mask", "{entities}_label-GM_mask"],
 }
 
 
@@ -45,7 +46,7 @@ def split_suffix(stem: str) -> tuple[str, str]:
 
 def find_reference(image_path: str | Path, target: str, derivative_dirs: list[str | Path] | None = None,
                    bids_root: str | Path | None = None) -> Path | None:
-    """Return the first reference mask for ``image_path`` and ``target`` ("cord" or "lesion"), or None.
+    """Return the first reference mask for ``image_path`` and ``target`` ("cord", "lesion" or "gm", the grey matter), or None.
 
     ``derivative_dirs`` defaults to ``<bids_root>/derivatives/labels``; ``bids_root`` defaults to the
     folder above ``sub-*`` in the image path.

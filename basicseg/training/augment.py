@@ -27,6 +27,15 @@ REMAP_PROB = 0.3            # random piecewise-linear intensity curve (contrast 
 BLUR_PROB = 0.25
 BLUR_SD_PX = (0.5, 2.0)     # in-plane blur (box pixels, 0.2 mm) mimicking coarser acquisitions
 THICK_SLICES_MM = (2, 7)    # thick axial slices simulated from 1 mm volumes
+# domain randomisation: each tissue class of the box gets its own gain, so no one site's contrast between
+# cord, grey matter and CSF can be learnt (a T2*w cord almost as bright as its CSF, with visible grey matter)
+TISSUE_PROB = 0.7           # share of boxes recoloured
+CORD_GAIN = (0.6, 2.2)      # white matter (the cord outside the GM), log-uniform
+GM_GAIN = (0.6, 1.8)        # grey matter, relative to the cord's gain: from invisible to T2*w-bright
+CSF_GAIN = (0.5, 1.6)       # the ring around the cord
+CSF_RING_MM = (1.0, 4.0)    # width of the ring recoloured as CSF
+TISSUE_EDGE_PX = 1.5        # soft class edges (box pixels): a hard step would be a new, unrealistic edge
+PIXEL_MM = 0.2              # box pixel (basicseg.segment.crop)
 
 
 def random_transforms(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -78,6 +87,29 @@ def intensity(rng: np.random.Generator, boxes: np.ndarray) -> np.ndarray:
         x = x * (1 + coef[0] * gx + coef[1] * gy + 0.5 * (coef[2] * gx * gy + coef[3] * gx ** 2 + coef[4] * gy ** 2))
         x = x + rng.normal(0, rng.uniform(*NOISE_SD), x.shape)
         out[b] = np.clip(x, 0, 1)
+    return out.astype(np.float32)
+
+
+def _log_uniform(rng, bounds):
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+
+def tissue_contrast(rng: np.random.Generator, boxes: np.ndarray, cord: np.ndarray, gm: np.ndarray) -> np.ndarray:
+    """Domain randomisation of normalised boxes (n, m, m): random gains for white matter, grey matter and the
+    CSF ring (``cord``, ``gm``: the boxes' bool masks), soft-edged, then renormalised to [0, 1]. The image's
+    own texture, noise and partial volume are kept: only the contrasts between classes change."""
+    out = boxes.copy()
+    for b in range(len(out)):
+        if rng.random() >= TISSUE_PROB or not cord[b].any():
+            continue
+        ring_px = rng.uniform(*CSF_RING_MM) / PIXEL_MM
+        ring = ~cord[b] & (ndimage.distance_transform_edt(~cord[b]) <= ring_px)
+        wm, g = _log_uniform(rng, CORD_GAIN), _log_uniform(rng, GM_GAIN)
+        gain = 1.0
+        for mask, factor in ((cord[b] & ~gm[b], wm), (gm[b] & cord[b], wm * g), (ring, _log_uniform(rng, CSF_GAIN))):
+            gain = gain + (factor - 1.0) * ndimage.gaussian_filter(mask.astype(np.float32), TISSUE_EDGE_PX)
+        x = out[b] * gain
+        out[b] = np.clip(x / max(1.0, float(np.percentile(x, 99.5))), 0, 1)
     return out.astype(np.float32)
 
 

@@ -13,19 +13,26 @@ import pandas as pd
 from basicseg import __version__
 from basicseg.training import augment
 from basicseg.training.build import LOSS, OPTIMIZER
-from basicseg.training.data import LESIONS_PER_IMAGE
-from basicseg.training.samplers import FLIP_SHARE, LESION_SLICE_SHARE, T2STAR_SHARE
+from basicseg.training import data
+from basicseg.training.samplers import FLIP_SHARE, HARD_NEGATIVE_SHARE, LESION_SLICE_SHARE, T2STAR_SHARE
 from basicseg.training.schedule import schedule_description
 from basicseg.training.settings import relative_image, software_versions
 from basicseg.training.validation import THRESHOLD
 
 AUGMENTATION_SETTINGS = ("ROTATION_DEG", "SCALE_RANGE", "ANISO_SCALE", "OBLIQUE_PROB", "OBLIQUE_MAX_DEG", "SHIFT_MM",
-                         "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM")
+                         "GAMMA_LOG_SD", "BIAS_AMPLITUDE", "NOISE_SD", "REMAP_PROB", "BLUR_PROB", "THICK_SLICES_MM",
+                         "TISSUE_PROB", "CORD_GAIN", "GM_GAIN", "CSF_GAIN", "CSF_RING_MM")
 LOCALISER_ARCHITECTURE = "localiser (BASICseg-1 graph, fully convolutional, 1 mm full-field slices)"
 LOCALISER_INPUT = "full-field axial slice at 1 mm, padded to a multiple of 16"
 BOX_INPUT = "128x128 axial box at 0.2 mm (25.6 mm) centred on the cord centreline, percentile-normalised"
-LESION_NOTE = ("SIMULATED contusion-like lesions (basicseg.simulate), {n} per training image, redrawn every epoch, "
+LESION_NOTE = ("SIMULATED lesions, {n} per training image redrawn every epoch, of the kinds {kinds} (spindle: "
+               "basicseg.training.simulate; gm/rim/whole: the clinical patterns of basicseg.training.patterns, {haem:.0%} "
+               "with a haemorrhagic core, some with extra foci), drawn from the grey matter (manual or atlas prior); "
                "{share:.0%} of the boxes on lesion slices; no real lesion labels")
+LESION_NETWORK_NOTE = (" {healthy} lesion-free copy per image beside them; {hard:.0%} of each epoch's boxes are hard "
+                       "negatives: the lesion-free boxes the network scored highest after the epoch before")
+CORD_LESION_NOTE = ("the cord label includes {n} copies per image with a SIMULATED lesion inside the (swollen) cord, "
+                    "so that an oedematous section is cord")
 EMA_KIND = "exponential moving average of the trainable weights, updated every batch"
 
 
@@ -42,10 +49,21 @@ def describe_network(config) -> dict:
     }
 
 
+def lesion_note(target: str) -> str | None:
+    """How the network saw SIMULATED lesions (none for the localiser)."""
+    note = LESION_NOTE.format(n=data.LESIONS_PER_IMAGE if target == "lesion" else data.CORD_LESION_VARIANTS,
+                              kinds="/".join(data.LESION_KINDS), haem=data.HAEMORRHAGE_SHARE, share=LESION_SLICE_SHARE)
+    if target == "lesion":
+        return note + ";" + LESION_NETWORK_NOTE.format(healthy=data.HEALTHY_VARIANTS, hard=HARD_NEGATIVE_SHARE)
+    if target == "cord":
+        return note + "; " + CORD_LESION_NOTE.format(n=data.CORD_LESION_VARIANTS)
+    return None
+
+
 def describe_data(config, train_ex, val_ex, state: dict) -> dict:
     images = [{"image": relative_image(e.path, config.bids_dir), "subject": e.subject, "site": e.site,
                "suffix": e.suffix} for e in train_ex]
-    lesions = LESION_NOTE.format(n=LESIONS_PER_IMAGE, share=LESION_SLICE_SHARE) if config.target == "lesion" else None
+    lesions = lesion_note(config.target)
     return {
         "training_images": images, "training_sites": sorted({e.site for e in train_ex}),
         "validation_sites": sorted({e.site for e in val_ex}),

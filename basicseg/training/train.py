@@ -4,7 +4,9 @@
 
 Reference masks are read from ``BIDS_DIR/derivatives/labels`` in every naming convention of
 :mod:`basicseg.references`. Lesion models are trained on contusion-like lesions inserted into the real
-images by :mod:`basicseg.training.simulate` (no public contusion labels exist). The box crops come from the
+images (:mod:`basicseg.training.data`: spindles and the clinical patterns; no public contusion labels exist),
+beside lesion-free copies and mined hard negatives; cord models learn the same lesions as cord. Every box
+is recoloured per tissue class (domain randomisation, :func:`basicseg.training.augment.tissue_contrast`). The box crops come from the
 same :func:`basicseg.segment.crop.crop_slices` as inference, with the centre taken from the reference cord
 mask plus jitter (the centreline is never exact at inference).
 
@@ -36,8 +38,8 @@ from basicseg.training.averaging import averaged_weights, weight_average
 from basicseg.training.build import build, initialise_from
 from basicseg.training.card import model_card, plot_curves
 from basicseg.training.config import ARCHITECTURES, TRAIN_TARGETS, TrainConfig
-from basicseg.training.data import load_examples, prepare_variants, split_examples, validation_set
-from basicseg.training.samplers import BoxSampler, LocaliserSampler
+from basicseg.training.data import crop_to_cord, load_examples, prepare_variants, split_examples, validation_set
+from basicseg.training.samplers import HARD_NEGATIVE_SHARE, BoxSampler, LocaliserSampler, mine_hard_negatives
 from basicseg.training.schedule import decayed_learning_rate, run_progress
 from basicseg.training.validation import mean_dice, validate
 
@@ -117,10 +119,10 @@ def new_state() -> dict:
 
 def load_split(config: TrainConfig) -> tuple[list, list]:
     """(training, validation) examples; exits when there is nothing to train on."""
-    examples = load_examples(config.bids_dir, config.suffix, config.subjects)
+    examples = load_examples(config.bids_dir, config.suffix, config.subjects, with_gm=config.target != "localiser")
     if not examples:
         raise SystemExit(f"no images with cord reference masks found under {config.bids_dir}/derivatives/labels")
-    train_ex, val_ex = split_examples(examples, config.val_sites, config.val_subjects)
+    train_ex, val_ex = split_examples([crop_to_cord(e) for e in examples], config.val_sites, config.val_subjects)
     if not train_ex:
         raise SystemExit("the validation split leaves no training images")
     log.info("training on %d images (%s), validating on %d (%s)", len(train_ex),
@@ -130,7 +132,7 @@ def load_split(config: TrainConfig) -> tuple[list, list]:
 
 def make_sampler(config: TrainConfig, train_ex: list, rng: np.random.Generator) -> BoxSampler:
     for e in train_ex:
-        prepare_variants(e, config.mask_target, rng)
+        prepare_variants(e, config.target, rng)
     if config.target == "localiser":
         return LocaliserSampler(train_ex, rng)
     return BoxSampler(train_ex, config.target, rng)
@@ -198,11 +200,14 @@ def fit_epoch(run: Run, lr: float) -> tuple[dict, int]:
     config = run.config
     run.model.optimizer.learning_rate.assign(lr)
     x, y = run.sampler.sample(config.steps * BATCH_SIZE)
-    if config.target == "lesion":
+    if config.target != "localiser":
         for e in run.train_ex:      # fresh lesions for the next epoch: a fixed set would be memorised
-            prepare_variants(e, "lesion", run.rng)
+            prepare_variants(e, config.target, run.rng)
     hist = run.model.fit(x, y, batch_size=BATCH_SIZE, epochs=1, verbose=0, shuffle=False,
                          callbacks=[run.average] if run.average else None)
+    if config.target == "lesion":
+        mine_hard_negatives(lambda boxes: run.model.predict(boxes, batch_size=BATCH_SIZE, verbose=0), run.sampler,
+                            int(HARD_NEGATIVE_SHARE * config.steps * BATCH_SIZE))
     return hist.history, len(x)
 
 
