@@ -193,3 +193,28 @@ def test_tune_qc_writes_what_the_app_loads(tmp_path):
     assert 0.86 < loaded.cord_mean_prob_min < 0.92
     summary = {**_case("X", 0, "healthy"), "cord_mean_prob": 0.8}
     assert "low_cord_confidence" in confidence_flags(summary, loaded)
+
+
+def test_group_collect_reads_the_qc_columns(tmp_path, demo):
+    """The participant row's qc_* columns come back numeric at the group level, n/a (no lesion model) too."""
+    from basicseg.io import write_tsv
+    from basicseg.measure.confidence import row_columns
+    from bidsapp.group.collect import collect
+    from bidsapp.group.state import GroupState
+
+    cord, lesion, zooms = demo
+    with_lesion = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms)
+    without = confidence_summary(_confident(cord), cord, None, None, zooms)
+    for label, summary in (("01", with_lesion), ("02", without)):
+        row = {"participant_id": f"sub-{label}", "session_id": "n/a", "status": "ok", "cord_volume_mm3": 900.0,
+               **row_columns(summary), "qc_flags": ";".join(confidence_flags(summary, Thresholds())),
+               "error": "n/a"}
+        path = tmp_path / f"sub-{label}" / "anat" / f"sub-{label}_T2w_morphometrics.tsv"
+        path.parent.mkdir(parents=True)
+        write_tsv(path, pd.DataFrame([row]))
+    table = collect(tmp_path, GroupState(bids_dir=tmp_path, output_dir=tmp_path))
+    assert len(table) == 2
+    for key in SUMMARY_KEYS:
+        assert pd.api.types.is_numeric_dtype(table[f"qc_{key}"]), key
+    assert table["qc_lesion_mean_prob"].isna().tolist() == [False, True]
+    assert table["qc_cord_mean_prob"].tolist() == pytest.approx([0.98, 0.98])
