@@ -105,6 +105,8 @@ def test_thresholds_file(tmp_path):
     path = tmp_path / "t.json"
     path.write_text(json.dumps({"source": "test", "thresholds": {"csa_cv_max": 0.2, "lesion_mean_prob_min": None}}))
     assert load_thresholds(path) == Thresholds(csa_cv_max=0.2, lesion_mean_prob_min=None)
+    path.write_text(json.dumps({"thresholds": {"csa_cv_max": "high"}}))
+    assert load_thresholds(path) == Thresholds()
 
 
 def test_every_flag_is_explained():

@@ -150,16 +150,16 @@ def confidence_flags(summary: dict, thresholds: Thresholds | None = None) -> lis
 def load_thresholds(path: Path | str = THRESHOLDS_FILE) -> Thresholds:
     """The thresholds of a JSON written by ``scripts/tune_qc.py`` (``{"thresholds": {name: value}}``); names it
     lacks keep their defaults, and a missing or unreadable file gives the defaults."""
+    names = {f.name for f in dataclasses.fields(Thresholds)}
     try:
         data = json.loads(Path(path).read_text())
+        values = data.get("thresholds", {}) if isinstance(data, dict) else {}
+        return Thresholds(**{k: (None if v is None else float(v)) for k, v in values.items() if k in names})
     except FileNotFoundError:
         return Thresholds()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError) as exc:   # a bad file must not stop the app
         log.warning("%s: QC thresholds not read (%s); using the defaults", path, exc)
         return Thresholds()
-    values = data.get("thresholds", {}) if isinstance(data, dict) else {}
-    names = {f.name for f in dataclasses.fields(Thresholds)}
-    return Thresholds(**{k: (None if v is None else float(v)) for k, v in values.items() if k in names})
 
 
 QC_THRESHOLDS = load_thresholds()
