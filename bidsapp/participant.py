@@ -22,6 +22,7 @@ from basicseg.errors import FAILURE, IO_ERR, OK, BasicsegError
 from basicseg.io import write_text
 from basicseg.atlas import map_atlas
 from basicseg.measure.basic import grade_image
+from basicseg.measure.confidence import confidence_flags, confidence_summary, row_columns
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
 from basicseg.segment.load import axial_problem, load_axial, load_header
@@ -68,8 +69,11 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
     flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
     if seg.volume.nonfinite_voxels:
         flags.append("nonfinite_voxels")
+    summary = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, seg.volume.zooms)
+    flags += confidence_flags(summary)
     row = {**write.identity(job), "status": "ok", **metrics,
            "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
+           **row_columns(summary),
            "nonfinite_voxels": seg.volume.nonfinite_voxels, "qc_flags": ";".join(flags),
            "cord_model": models.cord.name, "lesion_model": models.lesion.name if models.lesion else "n/a",
            "error": "n/a"}

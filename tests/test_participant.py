@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from basicseg.measure.confidence import SUMMARY_KEYS
+from basicseg.measure.morphometrics import ALL_QC_FLAGS
 from bidsapp.cli import main
 from basicseg.references import find_reference
 from bidsapp.validate import errors, validator_report
@@ -70,6 +72,11 @@ def test_morphometrics_and_reports(demo_run):
     rows = pd.concat([pd.read_csv(t, sep="\t") for t in tables if "desc-" not in t.name])
     assert (rows["status"] == "ok").all()
     assert (rows["cord_volume_mm3"] > 0).all() and (rows["csa_mean_mm2"] > 20).all()
+    # the confidence summary's columns, and only known flags (each explained in the report)
+    assert {f"qc_{k}" for k in SUMMARY_KEYS} <= set(rows.columns)
+    assert np.allclose(rows["qc_cord_mean_prob"], rows["mean_cord_probability"], atol=1e-6)
+    flags = {f.split(":")[0] for text in rows["qc_flags"].dropna() for f in str(text).split(";") if f}
+    assert flags <= set(ALL_QC_FLAGS) | {"nonfinite_voxels"}
     for subject in rows["participant_id"]:
         assert (out / f"{subject}.html").is_file()
     assert (out / "dataset_description.json").is_file()

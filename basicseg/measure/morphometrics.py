@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from .confidence import CONFIDENCE_FLAGS
 from .geometry import (  # noqa: F401 (API)
     MIN_SMOOTH_SLICES,
     SMOOTH_MM,
@@ -93,6 +94,8 @@ LABELS = {   # key: (label for tables, unit)
 }
 
 QC_FLAGS = ("no_cord", "low_confidence", "discontinuous_cord", "lesion_outside_cord", "missing_cord_slices")
+# every flag an image row may carry: qc_flags' own, then those of the networks' confidence (the app adds them)
+ALL_QC_FLAGS = QC_FLAGS + CONFIDENCE_FLAGS
 
 _CONN26 = np.ones((3, 3, 3), bool)
 

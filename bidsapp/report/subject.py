@@ -37,6 +37,14 @@ FLAG_TEXT = {
                           "several pieces).",
     "lesion_outside_cord": "Part of the lesion mask lies outside the cord mask (its volume is in the table).",
     "missing_cord_slices": "No cord was found on these axial slices",
+    "low_cord_confidence": "The cord network was unsure of this cord (mean probability below the tuned "
+                           "threshold): check the cord outline on every slice.",
+    "uncertain_cord_boundary": "Many voxels on the cord's slices have an undecided cord probability: the "
+                               "outline may be wrong.",
+    "implausible_cord_shape": "The cord's area varies or jumps between slices more than a real cord's does: "
+                              "look for slices where the mask leaks or misses cord.",
+    "uncertain_lesion": "The lesion network was unsure of this lesion (low mean probability): it may be a "
+                        "false lesion.",
     "failed": "Processing of this image failed.",
 }
 

@@ -1,0 +1,165 @@
+"""Confidence QC: summaries of the networks' probability maps and of the cord's shape, and the flags they raise.
+
+The old ``low_confidence`` flag (:func:`.morphometrics.qc_flags`, mean cord probability < 0.7) missed the
+failures it was meant for: on an unseen site where the cord network failed (cord Dice 0.66) the mean was
+still 0.81, and false lesions on healthy cords raised nothing.  :func:`confidence_summary` measures more
+of what a failing network leaves behind -- a wide band of uncertain voxels around the cord, a cord whose
+area jumps from slice to slice, a lesion the network itself does not believe -- and
+:func:`confidence_flags` turns it into flags.
+
+Arrays are in the image's closest canonical (RAS+) voxel order, axial slices along axis 2, ``zooms`` the
+voxel size (mm) along those axes.
+
+The thresholds are placeholders until tuned: ``scripts/tune_qc.py`` chooses them leave-site-out on
+evaluation tables (the share of failures flagged at <= 10 % of good cases flagged on the training sites),
+writes them to ``qc_thresholds.json`` beside this module, and the README / docs/qc.md report the held-out
+figure.  :data:`QC_THRESHOLDS` is what the app uses: that file when it is there, else :class:`Thresholds`'
+defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+log = logging.getLogger("basicseg")
+
+NAN = float("nan")
+THRESHOLDS_FILE = Path(__file__).with_name("qc_thresholds.json")
+
+# a voxel with UNCERTAIN_LOW < p < UNCERTAIN_HIGH is one the network could not decide; a sharp network has
+# these only on a one-voxel rim around the cord
+UNCERTAIN_LOW = 0.2
+UNCERTAIN_HIGH = 0.8
+
+SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_fraction", "csa_median_mm2", "csa_cv", "csa_max_jump",
+                "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components")
+
+# flag, summary key, threshold, direction: the flag is raised when the key is below ("min") or above ("max")
+# the threshold; a NaN key or a None threshold never raises it (e.g. no lesion -> no uncertain_lesion)
+RULES = (("low_cord_confidence", "cord_mean_prob", "cord_mean_prob_min", "min"),
+         ("uncertain_cord_boundary", "cord_uncertain_fraction", "cord_uncertain_fraction_max", "max"),
+         ("implausible_cord_shape", "csa_cv", "csa_cv_max", "max"),
+         ("implausible_cord_shape", "csa_max_jump", "csa_max_jump_max", "max"),
+         ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"))
+CONFIDENCE_FLAGS = tuple(dict.fromkeys(rule[0] for rule in RULES))
+
+# the summary's columns in the image row are prefixed: lesion_volume_mm3 is already a (cord-masked) metric there
+COLUMN_PREFIX = "qc_"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Defaults are untuned placeholders (module docstring); None switches a test off."""
+    cord_mean_prob_min: float | None = 0.90          # confident cords scored 0.93-0.96, the failed site 0.81
+    cord_uncertain_fraction_max: float | None = 0.5  # uncertain voxels per cord voxel: a rim is well below 0.5
+    csa_cv_max: float | None = 0.35                  # manual cords vary 3-9 % along a cervical FOV
+    csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
+    lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
+
+
+# --- the summary ---------------------------------------------------------------------------------------------
+
+def _cord_confidence(cord_prob: np.ndarray, cord: np.ndarray) -> dict:
+    n = int(cord.sum())
+    if n == 0:
+        return {"cord_mean_prob": NAN, "cord_uncertain_fraction": NAN}
+    # the whole of the cord's slices, not just the mask: a failed network's doubt spreads beyond its mask
+    slab = cord_prob[:, :, cord.any(axis=(0, 1))]
+    uncertain = int(np.count_nonzero((slab > UNCERTAIN_LOW) & (slab < UNCERTAIN_HIGH)))
+    return {"cord_mean_prob": float(cord_prob[cord].mean()), "cord_uncertain_fraction": uncertain / n}
+
+
+def _cord_shape(cord: np.ndarray, zooms) -> dict:
+    # axial area, not angle-corrected: the tilt changes slowly and would only add noise to the jumps
+    area = cord.sum(axis=(0, 1))[cord.any(axis=(0, 1))] * float(zooms[0]) * float(zooms[1])
+    if len(area) == 0:
+        return {"csa_median_mm2": NAN, "csa_cv": NAN, "csa_max_jump": NAN}
+    median = float(np.median(area))
+    jump = float(np.abs(np.diff(area)).max() / median) if len(area) > 1 else NAN
+    return {"csa_median_mm2": median, "csa_cv": float(area.std() / area.mean()), "csa_max_jump": jump}
+
+
+def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None, cord: np.ndarray,
+                       zooms) -> dict:
+    if lesion_prob is None or lesion is None:
+        return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
+    n = int(lesion.sum())
+    # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
+    near = ndimage.binary_dilation(cord, structure=ndimage.generate_binary_structure(2, 1)[:, :, None])
+    return {"lesion_volume_mm3": n * float(np.prod(zooms)),
+            "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
+            "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
+            "lesion_components": int(ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))[1])}
+
+
+def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
+                       lesion: np.ndarray | None, zooms) -> dict:
+    """Keys :data:`SUMMARY_KEYS` (floats; lesion keys NaN without a lesion map).
+
+    ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_fraction``: voxels with
+    :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / cord voxels; ``csa_median_mm2``,
+    ``csa_cv`` (std / mean) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
+    slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
+    when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
+    ``lesion_components`` (26-connected)."""
+    cord = np.asarray(cord).astype(bool, copy=False)
+    cord_prob = np.asarray(cord_prob, float)
+    if cord_prob.shape != cord.shape:
+        raise ValueError(f"cord probability shape {cord_prob.shape} differs from cord mask shape {cord.shape}")
+    if lesion is not None:
+        lesion = np.asarray(lesion).astype(bool, copy=False)
+    if lesion_prob is not None:
+        lesion_prob = np.asarray(lesion_prob, float)
+    out = {**_cord_confidence(cord_prob, cord), **_cord_shape(cord, zooms),
+           **_lesion_confidence(lesion_prob, lesion, cord, zooms)}
+    return {key: float(out[key]) for key in SUMMARY_KEYS}
+
+
+def row_columns(summary: dict) -> dict:
+    """The summary as image-row columns: ``qc_cord_mean_prob``, ... (:data:`COLUMN_PREFIX`)."""
+    return {f"{COLUMN_PREFIX}{key}": summary[key] for key in SUMMARY_KEYS}
+
+
+# --- the flags -----------------------------------------------------------------------------------------------
+
+def rule_fires(values, threshold: float | None, direction: str) -> np.ndarray:
+    """Whether each value raises its rule (vectorised: the tuning script calls it on whole columns)."""
+    values = np.asarray(values, float)
+    if threshold is None:
+        return np.zeros(values.shape, bool)
+    with np.errstate(invalid="ignore"):
+        return values < threshold if direction == "min" else values > threshold
+
+
+def confidence_flags(summary: dict, thresholds: Thresholds | None = None) -> list[str]:
+    """Flags of :data:`CONFIDENCE_FLAGS` that ``summary`` raises, in that order, each once."""
+    thresholds = QC_THRESHOLDS if thresholds is None else thresholds
+    flags: list[str] = []
+    for flag, key, name, direction in RULES:
+        if flag not in flags and bool(rule_fires(summary.get(key, NAN), getattr(thresholds, name), direction)):
+            flags.append(flag)
+    return flags
+
+
+def load_thresholds(path: Path | str = THRESHOLDS_FILE) -> Thresholds:
+    """The thresholds of a JSON written by ``scripts/tune_qc.py`` (``{"thresholds": {name: value}}``); names it
+    lacks keep their defaults, and a missing or unreadable file gives the defaults."""
+    names = {f.name for f in dataclasses.fields(Thresholds)}
+    try:
+        data = json.loads(Path(path).read_text())
+        values = data.get("thresholds", {}) if isinstance(data, dict) else {}
+        return Thresholds(**{k: (None if v is None else float(v)) for k, v in values.items() if k in names})
+    except FileNotFoundError:
+        return Thresholds()
+    except (OSError, ValueError, TypeError, AttributeError) as exc:   # a bad file must not stop the app
+        log.warning("%s: QC thresholds not read (%s); using the defaults", path, exc)
+        return Thresholds()
+
+
+QC_THRESHOLDS = load_thresholds()

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Choose the confidence-QC thresholds (basicseg.measure.confidence) leave-site-out, and report how well
+the flags catch failures on sites they were not tuned on.
+
+    PYTHONPATH=$PWD python3 scripts/tune_qc.py EVAL_TSV... [--write] [--output PATH]
+
+Each EVAL_TSV has one row per evaluated case, columns ``site``, ``image``, ``case`` ("healthy", or a lesion
+pattern: "gm", "rim", "whole", "whole+haem", "spindle", ...), ``cord_dice`` (NaN if unknown),
+``false_lesion_mm3`` (healthy cases: the predicted lesion volume), ``lesion_dice`` (lesion cases) and the
+keys of ``confidence_summary`` (bare, or with the image row's ``qc_`` prefix).
+
+A case is a FAILURE when its cord Dice is < 0.85, or it is healthy and got a lesion, or it is a lesion case
+with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise grid search (the
+midpoints between observed values, or the test switched off): each maximises the share of failures flagged
+by all the flags together, subject to at most 10 % of the good cases flagged; ties go to the fewest good
+flagged, then to the most lenient threshold.  For each site S the thresholds are chosen on the other sites
+and applied to S; the final thresholds are chosen on all rows and, with --write, written to
+basicseg/measure/qc_thresholds.json with the held-out figures and this command in ``source``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from basicseg.measure.confidence import COLUMN_PREFIX, RULES, SUMMARY_KEYS, THRESHOLDS_FILE, rule_fires
+
+FAIL_CORD_DICE = 0.85      # below this the cord's morphometrics are not usable
+FAIL_LESION_DICE = 0.5     # below this the lesion is more wrong than right
+MAX_GOOD_FLAGGED = 0.10    # a reviewer will look at one good image in ten, not more
+MAX_ROUNDS = 5             # coordinate search: each round revisits every threshold given the others
+REQUIRED = ("site", "image", "case", "cord_dice", "false_lesion_mm3", "lesion_dice")
+NAMES = tuple(dict.fromkeys(rule[2] for rule in RULES))
+
+
+def read_tables(paths) -> pd.DataFrame:
+    """The evaluation rows of every table; ``qc_``-prefixed summary columns are read as the bare keys."""
+    frames = []
+    for path in paths:
+        frame = pd.read_csv(path, sep="\t", na_values=["n/a", "NaN", "nan", ""])
+        frame = frame.rename(columns={f"{COLUMN_PREFIX}{k}": k for k in SUMMARY_KEYS if k not in frame})
+        missing = [c for c in REQUIRED + tuple(rule[1] for rule in RULES) if c not in frame]
+        if missing:
+            raise SystemExit(f"{path}: missing column(s) {', '.join(missing)}")
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    table["site"] = table["site"].astype(str)
+    return table
+
+
+def failures(table: pd.DataFrame) -> np.ndarray:
+    """Whether each case is a failure (module docstring); NaN measures count as not failing."""
+    healthy = table["case"].astype(str).str.lower().eq("healthy").to_numpy()
+    cord_dice = table["cord_dice"].to_numpy(float)
+    false_lesion = table["false_lesion_mm3"].to_numpy(float)
+    lesion_dice = table["lesion_dice"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        return ((cord_dice < FAIL_CORD_DICE) | (healthy & (false_lesion > 0))
+                | (~healthy & (lesion_dice < FAIL_LESION_DICE)))
+
+
+def flagged(table: pd.DataFrame, thresholds: dict) -> np.ndarray:
+    """Whether any confidence flag is raised on each row, with ``thresholds`` (name -> value or None)."""
+    out = np.zeros(len(table), bool)
+    for _, key, name, direction in RULES:
+        out |= rule_fires(table[key].to_numpy(float), thresholds.get(name), direction)
+    return out
+
+
+def candidates(values, direction: str) -> list:
+    """None (off), then the midpoints between observed values from the most lenient to the strictest."""
+    values = np.unique(np.asarray(values, float)[np.isfinite(values)])
+    mids = [float(v) for v in (values[:-1] + values[1:]) / 2]
+    return [None] + (mids if direction == "min" else mids[::-1])
+
+
+def _score(hit: np.ndarray, fail: np.ndarray):
+    """(feasible, failures flagged, -good flagged): larger is better."""
+    good = ~fail
+    good_share = hit[good].mean() if good.any() else 0.0
+    return (good_share <= MAX_GOOD_FLAGGED + 1e-12, int(hit[fail].sum()), -int(hit[good].sum()))
+
+
+def choose_one(table: pd.DataFrame, fail: np.ndarray, thresholds: dict, name: str):
+    """The best value of one threshold, the others held fixed (the first, most lenient, wins ties)."""
+    key, direction = next((r[1], r[3]) for r in RULES if r[2] == name)
+    best, best_score = thresholds.get(name), None
+    for value in candidates(table[key].to_numpy(float), direction):
+        score = _score(flagged(table, {**thresholds, name: value}), fail)
+        if best_score is None or score > best_score:
+            best, best_score = value, score
+    return best
+
+
+def fit(table: pd.DataFrame, fail: np.ndarray) -> dict:
+    """Thresholds chosen on ``table`` (all off to start, then coordinate search until nothing changes)."""
+    thresholds = {name: None for name in NAMES}
+    for _ in range(MAX_ROUNDS):
+        before = dict(thresholds)
+        for name in NAMES:
+            thresholds[name] = choose_one(table, fail, thresholds, name)
+        if thresholds == before:
+            break
+    return thresholds
+
+
+def _counts(hit: np.ndarray, fail: np.ndarray) -> dict:
+    return {"failures": int(fail.sum()), "failures_flagged": int(hit[fail].sum()),
+            "good": int((~fail).sum()), "good_flagged": int(hit[~fail].sum())}
+
+
+def leave_site_out(table: pd.DataFrame, fail: np.ndarray) -> list[dict]:
+    """For each site: the thresholds chosen on the other sites, and what they flag on it (and on those)."""
+    rows = []
+    for site in sorted(table["site"].unique()):
+        held = (table["site"] == site).to_numpy()
+        thresholds = fit(table[~held], fail[~held])
+        train_hit = flagged(table[~held], thresholds)
+        rows.append({"site": site, **_counts(flagged(table[held], thresholds), fail[held]),
+                     "train_good_share": float(train_hit[~fail[~held]].mean()) if (~fail[~held]).any() else 0.0,
+                     "thresholds": thresholds})
+    return rows
+
+
+def total(rows: list[dict]) -> dict:
+    return {k: sum(r[k] for r in rows) for k in ("failures", "failures_flagged", "good", "good_flagged")}
+
+
+def _fraction(n: int, d: int) -> str:
+    return f"{n}/{d} ({100 * n / d:.0f} %)" if d else f"{n}/0"
+
+
+def _values(thresholds: dict) -> str:
+    return ", ".join(f"{k}={'off' if v is None else f'{v:.3g}'}" for k, v in thresholds.items())
+
+
+def markdown(rows: list[dict], final: dict) -> str:
+    """The held-out table and the final thresholds, as markdown."""
+    lines = ["| held-out site | failures flagged | good flagged | thresholds (tuned on the other sites) |",
+             "|---|---|---|---|"]
+    for r in rows + [{"site": "**all**", **total(rows), "thresholds": final}]:
+        text = "final (all sites): " + _values(r["thresholds"]) if r["site"] == "**all**" else _values(r["thresholds"])
+        lines.append(f"| {r['site']} | {_fraction(r['failures_flagged'], r['failures'])} | "
+                     f"{_fraction(r['good_flagged'], r['good'])} | {text} |")
+    return "\n".join(lines)
+
+
+def write_thresholds(path: Path, final: dict, rows: list[dict], command: str) -> None:
+    t = total(rows)
+    source = (f"scripts/tune_qc.py, leave-site-out over {len(rows)} site(s): "
+              f"{_fraction(t['failures_flagged'], t['failures'])} failures and "
+              f"{_fraction(t['good_flagged'], t['good'])} good cases flagged on held-out sites; "
+              f"thresholds fitted on all sites; command: {command}")
+    data = {"source": source, "thresholds": final, "leave_site_out": rows}
+    Path(path).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("tables", nargs="+", type=Path, help="evaluation TSV(s), one row per case")
+    parser.add_argument("--write", action="store_true", help="write the final thresholds (see --output)")
+    parser.add_argument("--output", type=Path, default=THRESHOLDS_FILE, help="default: %(default)s")
+    args = parser.parse_args(argv)
+    table = read_tables(args.tables)
+    fail = failures(table)
+    rows = leave_site_out(table, fail)
+    final = fit(table, fail)
+    print(markdown(rows, final))
+    if args.write:
+        command = " ".join(["python3 scripts/tune_qc.py", *map(shlex.quote, map(str, args.tables)), "--write"]
+                           + ([] if args.output == THRESHOLDS_FILE else ["--output", shlex.quote(str(args.output))]))
+        write_thresholds(args.output, final, rows, command)
+        print(f"\nwritten: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Confidence QC (basicseg.measure.confidence) on the demo's manual masks, and scripts/tune_qc.py's
+leave-site-out choice of its thresholds on a small synthetic evaluation table."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from basicseg.measure import confidence
+from basicseg.measure.confidence import (CONFIDENCE_FLAGS, SUMMARY_KEYS, Thresholds, confidence_flags,
+                                         confidence_summary, load_thresholds)
+from basicseg.measure.morphometrics import ALL_QC_FLAGS
+from basicseg.segment.load import load_axial, load_mask
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "demo" / "ds-demo"
+LABELS = DEMO / "derivatives" / "labels" / "sub-test001" / "anat"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """(cord, lesion, zooms) of a real demo image, canonical voxel order."""
+    vol = load_axial(DEMO / "sub-test001" / "anat" / "sub-test001_T2w.nii.gz")
+    cord = load_mask(LABELS / "sub-test001_T2w_seg-manual.nii.gz", vol)
+    lesion = load_mask(LABELS / "sub-test001_T2w_label-lesion_mask.nii.gz", vol) & cord
+    assert cord.any() and lesion.any()
+    return cord, lesion, vol.zooms
+
+
+def _confident(mask):
+    return np.where(mask, 0.98, 0.02)
+
+
+def test_confident_maps_raise_nothing(demo):
+    cord, lesion, zooms = demo
+    summary = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms)
+    assert set(summary) == set(SUMMARY_KEYS) and all(isinstance(v, float) for v in summary.values())
+    assert summary["cord_mean_prob"] == pytest.approx(0.98)
+    assert summary["cord_uncertain_fraction"] == 0.0
+    assert summary["lesion_mean_prob"] == pytest.approx(0.98) and summary["lesion_max_prob"] == pytest.approx(0.98)
+    assert summary["lesion_volume_mm3"] == pytest.approx(lesion.sum() * np.prod(zooms))
+    assert summary["lesion_components"] >= 1
+    area = cord.sum(axis=(0, 1))
+    assert summary["csa_median_mm2"] == pytest.approx(np.median(area[area > 0]) * zooms[0] * zooms[1])
+    assert confidence_flags(summary, Thresholds()) == []
+
+
+def test_unsure_cord_network(demo):
+    cord, lesion, zooms = demo
+    summary = confidence_summary(np.where(cord, 0.6, 0.02), cord, _confident(lesion), lesion, zooms)
+    assert summary["cord_mean_prob"] == pytest.approx(0.6)
+    assert summary["cord_uncertain_fraction"] == pytest.approx(1.0)
+    flags = confidence_flags(summary, Thresholds())
+    assert "low_cord_confidence" in flags and "uncertain_cord_boundary" in flags
+    assert "implausible_cord_shape" not in flags and "uncertain_lesion" not in flags
+
+
+def test_a_slice_twice_as_wide_is_implausible(demo):
+    cord, _, zooms = demo
+    wide = cord.copy()
+    k = int(np.flatnonzero(cord.any(axis=(0, 1)))[len(np.flatnonzero(cord.any(axis=(0, 1)))) // 2])
+    ii, jj = np.nonzero(cord[:, :, k])
+    wide[ii.min() - (ii.max() - ii.min() + 1):ii.min(), jj.min():jj.max() + 1, k] = cord[ii.min():ii.max() + 1,
+                                                                                       jj.min():jj.max() + 1, k]
+    assert wide[:, :, k].sum() == 2 * cord[:, :, k].sum()
+    summary = confidence_summary(_confident(wide), wide, None, None, zooms)
+    assert summary["csa_max_jump"] >= 0.9
+    assert confidence_flags(summary, Thresholds()) == ["implausible_cord_shape"]
+
+
+def test_unsure_lesion(demo):
+    cord, lesion, zooms = demo
+    summary = confidence_summary(_confident(cord), cord, np.where(lesion, 0.55, 0.02), lesion, zooms)
+    assert summary["lesion_mean_prob"] == pytest.approx(0.55)
+    assert confidence_flags(summary, Thresholds()) == ["uncertain_lesion"]
+    assert confidence_flags(summary, Thresholds(lesion_mean_prob_min=None)) == []
+
+
+def test_without_lesion_map_the_lesion_keys_are_nan(demo):
+    cord, _, zooms = demo
+    summary = confidence_summary(_confident(cord), cord, None, None, zooms)
+    assert all(math.isnan(summary[k]) for k in SUMMARY_KEYS if k.startswith("lesion_"))
+    empty = confidence_summary(_confident(cord), cord, np.full(cord.shape, 0.02), np.zeros_like(cord), zooms)
+    assert empty["lesion_volume_mm3"] == 0 and empty["lesion_components"] == 0
+    assert math.isnan(empty["lesion_mean_prob"]) and empty["lesion_max_prob"] == pytest.approx(0.02)
+    assert confidence_flags(summary, Thresholds()) == confidence_flags(empty, Thresholds()) == []
+
+
+def test_no_cord_gives_nan_and_no_flags(demo):
+    cord, _, zooms = demo
+    summary = confidence_summary(np.zeros(cord.shape), np.zeros_like(cord), None, None, zooms)
+    assert math.isnan(summary["cord_mean_prob"]) and math.isnan(summary["csa_cv"])
+    assert confidence_flags(summary, Thresholds()) == []
+
+
+def test_thresholds_file(tmp_path):
+    assert confidence.QC_THRESHOLDS == load_thresholds(confidence.THRESHOLDS_FILE)
+    assert load_thresholds(tmp_path / "absent.json") == Thresholds()
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"source": "test", "thresholds": {"csa_cv_max": 0.2, "lesion_mean_prob_min": None}}))
+    assert load_thresholds(path) == Thresholds(csa_cv_max=0.2, lesion_mean_prob_min=None)
+    path.write_text(json.dumps({"thresholds": {"csa_cv_max": "high"}}))
+    assert load_thresholds(path) == Thresholds()
+
+
+def test_every_flag_is_explained():
+    from bidsapp.report.subject import FLAG_TEXT
+    assert set(CONFIDENCE_FLAGS) <= set(ALL_QC_FLAGS)
+    assert all(FLAG_TEXT.get(flag) for flag in ALL_QC_FLAGS)
+
+
+# --- scripts/tune_qc.py ------------------------------------------------------------------------------------------
+
+def _tune_qc():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("tune_qc", REPO / "scripts" / "tune_qc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _case(site, i, case, cord_dice=0.93, false_lesion=np.nan, lesion_dice=np.nan, **summary):
+    row = {"site": site, "image": f"{site}-{i}", "case": case, "cord_dice": cord_dice,
+           "false_lesion_mm3": false_lesion, "lesion_dice": lesion_dice,
+           "cord_mean_prob": 0.95, "cord_uncertain_fraction": 0.2, "csa_median_mm2": 60.0, "csa_cv": 0.05,
+           "csa_max_jump": 0.1, "lesion_volume_mm3": 0.0 if case == "healthy" else 300.0,
+           "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0}
+    return row | summary
+
+
+def _table(rng, overlap=False):
+    """Three sites of good cases and failures: a failed cord network (low mean probability) and a false lesion
+    on a healthy cord (low lesion probability); with ``overlap`` the failures look like the good cases."""
+    rows = []
+    for site in ("A", "B", "C"):
+        for i in range(24):
+            case = "healthy" if i % 2 else "whole"
+            rows.append(_case(site, i, case, lesion_dice=np.nan if case == "healthy" else 0.8,
+                              false_lesion=0.0 if case == "healthy" else np.nan,
+                              cord_mean_prob=rng.uniform(0.92, 0.97), lesion_mean_prob=rng.uniform(0.8, 0.95)
+                              if case != "healthy" else np.nan))
+        low = rng.uniform(0.92, 0.97, 2) if overlap else rng.uniform(0.78, 0.86, 2)
+        rows += [_case(site, 100, "rim", cord_dice=0.66, lesion_dice=0.7, cord_mean_prob=low[0]),
+                 _case(site, 101, "gm", cord_dice=0.7, lesion_dice=0.6, cord_mean_prob=low[1]),
+                 _case(site, 102, "healthy", false_lesion=150.0, lesion_volume_mm3=150.0,
+                       lesion_mean_prob=rng.uniform(0.85, 0.95) if overlap else rng.uniform(0.5, 0.65))]
+    return pd.DataFrame(rows)
+
+
+def test_tune_qc_flags_held_out_failures():
+    tune = _tune_qc()
+    table = _table(np.random.default_rng(0))
+    fail = tune.failures(table)
+    assert fail.sum() == 9
+    rows = tune.leave_site_out(table, fail)
+    assert [r["site"] for r in rows] == ["A", "B", "C"]
+    for r in rows:
+        assert r["failures_flagged"] == r["failures"] == 3, r
+        assert r["good_flagged"] <= 0.1 * r["good"] and r["train_good_share"] <= 0.1
+        assert r["thresholds"]["cord_mean_prob_min"] is not None and r["thresholds"]["lesion_mean_prob_min"] is not None
+    assert tune.total(rows)["failures_flagged"] == 9
+
+
+def test_tune_qc_respects_the_good_share_when_nothing_separates():
+    tune = _tune_qc()
+    table = _table(np.random.default_rng(1), overlap=True)
+    fail = tune.failures(table)
+    for r in tune.leave_site_out(table, fail):
+        assert r["train_good_share"] <= tune.MAX_GOOD_FLAGGED
+    final = tune.fit(table, fail)
+    assert tune.flagged(table, final)[~fail].mean() <= tune.MAX_GOOD_FLAGGED
+
+
+def test_tune_qc_writes_what_the_app_loads(tmp_path):
+    table = _table(np.random.default_rng(2))
+    # the app's row names (qc_ prefix) are read as the summary keys
+    table = table.rename(columns={k: f"qc_{k}" for k in SUMMARY_KEYS})
+    table.to_csv(tmp_path / "eval.tsv", sep="\t", index=False, na_rep="n/a")
+    out = tmp_path / "qc_thresholds.json"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "tune_qc.py"), str(tmp_path / "eval.tsv"),
+                           "--write", "--output", str(out)], capture_output=True, text=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "| held-out site |" in done.stdout and "**all**" in done.stdout
+    data = json.loads(out.read_text())
+    assert "9/9" in data["source"] and "--write" in data["source"]
+    loaded = load_thresholds(out)
+    assert loaded.cord_mean_prob_min == pytest.approx(data["thresholds"]["cord_mean_prob_min"])
+    assert 0.86 < loaded.cord_mean_prob_min < 0.92
+    summary = {**_case("X", 0, "healthy"), "cord_mean_prob": 0.8}
+    assert "low_cord_confidence" in confidence_flags(summary, loaded)
+
+
+def test_group_collect_reads_the_qc_columns(tmp_path, demo):
+    """The participant row's qc_* columns come back numeric at the group level, n/a (no lesion model) too."""
+    from basicseg.io import write_tsv
+    from basicseg.measure.confidence import row_columns
+    from bidsapp.group.collect import collect
+    from bidsapp.group.state import GroupState
+
+    cord, lesion, zooms = demo
+    with_lesion = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms)
+    without = confidence_summary(_confident(cord), cord, None, None, zooms)
+    for label, summary in (("01", with_lesion), ("02", without)):
+        row = {"participant_id": f"sub-{label}", "session_id": "n/a", "status": "ok", "cord_volume_mm3": 900.0,
+               **row_columns(summary), "qc_flags": ";".join(confidence_flags(summary, Thresholds())),
+               "error": "n/a"}
+        path = tmp_path / f"sub-{label}" / "anat" / f"sub-{label}_T2w_morphometrics.tsv"
+        path.parent.mkdir(parents=True)
+        write_tsv(path, pd.DataFrame([row]))
+    table = collect(tmp_path, GroupState(bids_dir=tmp_path, output_dir=tmp_path))
+    assert len(table) == 2
+    for key in SUMMARY_KEYS:
+        assert pd.api.types.is_numeric_dtype(table[f"qc_{key}"]), key
+    assert table["qc_lesion_mean_prob"].isna().tolist() == [False, True]
+    assert table["qc_cord_mean_prob"].tolist() == pytest.approx([0.98, 0.98])
