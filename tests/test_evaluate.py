@@ -102,3 +102,34 @@ def test_lesion_evaluation_finds_the_simulated_lesions(tmp_path, demo_dataset):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["models"]["lesion"]["name"] == DEFAULT_MODELS["lesion"]
     assert settings["options"]["lesions_per_image"] == 1 and settings["options"]["seed"] == 7
+
+
+def test_lesion_scores_count_false_lesions_apart_from_the_true_one():
+    from basicseg.training.cases import Case, lesion_scores
+    truth = np.zeros((10, 10, 5), bool)
+    truth[2:5, 2:5, 1:3] = True                       # 18 voxels
+    pred = truth.copy()
+    pred[2:5, 2:5, 2] = False                         # half found
+    pred[8, 8, 0:2] = True                            # a 2-voxel false lesion elsewhere
+    case = Case("toy", "gm", None, truth, truth)
+    row = lesion_scores(case, pred, (1.0, 1.0, 2.0))
+    assert row["lesion_dice"] == pytest.approx(2 * 9 / (18 + 11))
+    assert row["false_lesions"] == 1 and row["false_lesion_mm3"] == pytest.approx(4.0)
+    assert row["true_lesion_mm3"] == pytest.approx(36.0) and row["pred_lesion_mm3"] == pytest.approx(22.0)
+    healthy = lesion_scores(Case("toy", "healthy", None, np.zeros_like(truth), truth), pred, (1.0, 1.0, 2.0))
+    assert np.isnan(healthy["lesion_dice"]) and healthy["false_lesion_mm3"] == healthy["pred_lesion_mm3"] == 22.0
+
+
+def test_pattern_evaluation_scores_every_pattern_and_a_healthy_copy(tmp_path, demo_dataset):
+    """The unseen-site harness on one real demo image: a lesion-free case and one SIMULATED lesion per pattern,
+    the cord scored on lesion and normal slices, the QC summary of the app in every row."""
+    out = tmp_path / "eval"
+    assert main([str(demo_dataset), str(out), "--target", "lesion", "--lesion-set", "patterns",
+                 "--lesions-per-image", "1", "--subjects", "unf01", "--nprocs", "2"]) == 0
+    table = pd.read_csv(out / "eval_patterns.tsv", sep="\t")
+    assert list(table["kind"]) == ["healthy", "gm", "rim", "whole", "whole+haem"]
+    lesions = table[table["kind"] != "healthy"]
+    assert (lesions["true_lesion_mm3"] > 0).all() and lesions["lesion_dice"].notna().all()
+    assert table.loc[0, "pred_lesion_mm3"] == table.loc[0, "false_lesion_mm3"]
+    assert table.loc[0, "cord_dice"] > CORD_DICE_FLOOR and (lesions["cord_dice"] > 0.85).all()
+    assert lesions["cord_dice_lesion_slices"].notna().all() and table["qc_cord_mean_prob"].between(0, 1).all()

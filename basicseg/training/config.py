@@ -16,6 +16,7 @@ from basicseg.segment.pipeline import RECENTRE_PASSES
 SUFFIXES = ("T2w", "T2starw")
 TRAIN_TARGETS = ("cord", "lesion", "localiser")
 EVAL_TARGETS = ("cord", "lesion")
+LESION_SETS = ("spindle", "patterns")   # basicseg-eval: the simulator's spindles, or the clinical patterns + healthy
 ARCHITECTURES = (1, 2, 3)
 LEARNING_RATE = 1e-3            # McCoy et al. use 1e-5, which does not converge in a run capped at minutes
 TRAIN_SEED = 20190701
@@ -120,6 +121,7 @@ class EvalConfig(_Config):
     subjects: frozenset | None = None
     sites: tuple = ()
     lesions_per_image: int = 2
+    lesion_set: str = "spindle"
     recentre_passes: int = RECENTRE_PASSES
     mirror: bool | None = None
     seed: int = EVAL_SEED

@@ -2,10 +2,12 @@
 
     basicseg-eval BIDS_DIR OUT_DIR --target cord [--cord-model M] [--sites SITE ...]
     basicseg-eval BIDS_DIR OUT_DIR --target lesion --lesions-per-image 2   # SIMULATED lesions
+    basicseg-eval BIDS_DIR OUT_DIR --target lesion --lesion-set patterns   # clinical patterns + healthy copies
 
 Writes ``<OUT_DIR>/eval_<target>_images.tsv`` (per image: Dice over the labelled slices, HD95, volume
 error, and for lesions lesion-wise precision/recall/F1), ``eval_<target>_slices.tsv`` (per-slice
-Dice) and ``settings.json`` (the resolved options, the networks' SHA-256, versions and threads), and
+Dice) and ``settings.json``; with ``--lesion-set patterns`` one row per case in ``eval_patterns.tsv``
+(:mod:`basicseg.training.cases`) (the resolved options, the networks' SHA-256, versions and threads), and
 prints a summary. Lesion scores are on contusion-like lesions inserted by :mod:`basicseg.training.simulate`
 into real images: there are no public contusion labels.
 """
@@ -25,7 +27,8 @@ from basicseg.segment.infer import configure_tensorflow
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.pipeline import Models, segment
 from basicseg.training import settings as run_settings
-from basicseg.training.config import EVAL_TARGETS, EvalConfig
+from basicseg.training import cases as unseen
+from basicseg.training.config import EVAL_TARGETS, LESION_SETS, EvalConfig
 from basicseg.training.data import Example, load_examples
 
 log = logging.getLogger("basicseg")
@@ -51,7 +54,8 @@ def score(name, example, pred, ref, target, zooms) -> tuple[dict, pd.DataFrame]:
 
 
 def select_examples(config: EvalConfig) -> list[Example]:
-    examples = load_examples(config.bids_dir, config.suffix, config.subjects)
+    examples = load_examples(config.bids_dir, config.suffix, config.subjects,
+                             with_gm=config.lesion_set == "patterns")
     if config.sites:
         examples = [e for e in examples if e.site in config.sites]
     if not examples:
@@ -101,6 +105,8 @@ def evaluate(config: EvalConfig) -> pd.DataFrame:
     examples = select_examples(config)
     models = load_models(config)
     run_settings.write_settings(config.out_dir, eval_settings(config, examples, models, device))
+    if config.lesion_set == "patterns":
+        return evaluate_patterns(config, examples, models)
     rng = np.random.default_rng(config.seed)
     rows, slices = [], []
     for e in examples:
@@ -112,6 +118,25 @@ def evaluate(config: EvalConfig) -> pd.DataFrame:
     write_tsv(config.out_dir / f"eval_{config.target}_images.tsv", table)
     write_tsv(config.out_dir / f"eval_{config.target}_slices.tsv", pd.concat(slices))
     print_summary(table, config.target)
+    return table
+
+
+def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFrame:
+    """Every image lesion-free and with each clinical pattern, scored by :func:`basicseg.training.cases.score_case`."""
+    rng = np.random.default_rng(config.seed)
+    rows = []
+    for e in examples:
+        for case in unseen.pattern_cases(e, config.lesions_per_image, rng):
+            seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes,
+                          lesion_mirror=config.mirror)
+            rows.append(unseen.score_case(case, e, seg, models.cord.threshold))
+            r = rows[-1]
+            print(f"{case.name:44s} {e.site[:24]:24s} cord {r['cord_dice']:.3f} lesion {r['lesion_dice']:.3f} "
+                  f"false {r['false_lesion_mm3']:.0f} mm3", flush=True)
+    table = pd.DataFrame(rows)
+    write_tsv(config.out_dir / "eval_patterns.tsv", table)
+    for title, part in unseen.summarise(table).items():
+        print(f"\n{title}\n{part.round(3).to_string()}")
     return table
 
 
@@ -134,7 +159,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", nargs="+", default=list(d.suffix))
     p.add_argument("--subjects", nargs="+")
     p.add_argument("--sites", nargs="+", help="evaluate only these sites (e.g. the held-out ones)")
-    p.add_argument("--lesions-per-image", type=int, default=d.lesions_per_image)
+    p.add_argument("--lesions-per-image", type=int, default=d.lesions_per_image,
+                   help="SIMULATED lesions per image (with --lesion-set patterns: per pattern)")
+    p.add_argument("--lesion-set", choices=LESION_SETS, default=d.lesion_set,
+                   help="spindle: the simulator's lesions; patterns: the clinical patterns and a lesion-free copy of each image")
     p.add_argument("--recentre-passes", type=int, default=d.recentre_passes,
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
