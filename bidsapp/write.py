@@ -30,7 +30,6 @@ import pandas as pd
 
 from basicseg import __version__
 from basicseg.io import Transaction, temp_path, write_json, write_nifti, write_tsv
-from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
 from bidsapp import manifest
 from bidsapp.citation import HOW_TO_ACKNOWLEDGE
 from bidsapp.discovery import ImageJob
@@ -132,7 +131,7 @@ def _masks(seg, models) -> list[tuple]:
                        "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
                        "on the input image's grid",
                        # postprocess.lesion_mask's rule: smaller 3D components are not reported
-                       {"MinimumComponentVolumeMM3": LESION_MIN_VOLUME_MM3}))
+                       {"MinimumComponentVolumeMM3": models.lesion.min_volume_mm3}))
     return masks
 
 

@@ -3,15 +3,21 @@
 # cord models segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
 # lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images, at
 # their best held-out epoch (eval-lesionN) and at their last epoch (eval-lesionN-last).
+# Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
+# rim-sparing, whole section, haemorrhagic core; PATTERN_SEEDS per pattern) and a lesion-free copy of every
+# held-out image (eval-patterns3): the tables behind scripts/tune_lesion.py, scripts/tune_qc.py and
+# scripts/unseen_report.py.
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
 set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
+PATTERN_SEEDS=${PATTERN_SEEDS:-2}
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")
   loc="$RUNS/cv-$f-localiser/localiser.keras"
+  [[ -f "$loc" ]] || { echo "fold $f: no localiser in $RUNS (train it first): skipped" >&2; continue; }
   for arch in 1 2 3; do
     model="$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch.keras"
     out="$RUNS/cv-$f-eval-cord$arch"
@@ -19,6 +25,15 @@ for f in A B C; do
     python -m basicseg.training.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
       --sites "${held[@]}"
   done
+  lesion="$RUNS/cv-$f-lesion-basicseg3/lesion-basicseg3.keras"
+  out="$RUNS/cv-$f-eval-patterns3"
+  if [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]]; then
+    python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesion-set patterns \
+      --lesions-per-image "$PATTERN_SEEDS" --cord-model "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras" \
+      --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}"
+  fi
+  cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"      # the default cord network, else BASICseg-3
+  [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"
   for arch in 1 3; do
     # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
     for kept in "" last; do
@@ -29,7 +44,7 @@ for f in A B C; do
       [[ -f "$model" && ! "$out/eval_lesion_images.tsv" -nt "$model" ]] || continue
       # --mirror as the lesion cards say: a .last file has no card beside it, and would be scored without it
       python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesions-per-image 3 --mirror \
-        --cord-model "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras" --localiser-model "$loc" \
+        --cord-model "$cord" --localiser-model "$loc" \
         --lesion-model "$model" --sites "${held[@]}"
     done
   done

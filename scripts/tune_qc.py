@@ -55,7 +55,8 @@ def read_tables(paths) -> pd.DataFrame:
 
 def failures(table: pd.DataFrame) -> np.ndarray:
     """Whether each case is a failure (module docstring); NaN measures count as not failing."""
-    healthy = table["case"].astype(str).str.lower().eq("healthy").to_numpy()
+    kind = table["kind"] if "kind" in table else table["case"]     # basicseg-eval's kind; a bare table's case
+    healthy = kind.astype(str).str.lower().eq("healthy").to_numpy()
     cord_dice = table["cord_dice"].to_numpy(float)
     false_lesion = table["false_lesion_mm3"].to_numpy(float)
     lesion_dice = table["lesion_dice"].to_numpy(float)

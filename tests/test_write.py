@@ -21,6 +21,7 @@ from conftest import DEMO
 class FakeModel:
     name: str
     threshold: float = 0.5
+    min_volume_mm3: float = 20.0
 
     def provenance(self):
         return {"Name": self.name, "SHA256": "0" * 64}

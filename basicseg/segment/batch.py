@@ -40,7 +40,8 @@ def predict_all(model, boxes: list[np.ndarray], volumes: list[AxialVolume], cent
 def _postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: dict):
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold) if lesion_prob is not None else None
+    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold,
+                         models.lesion.min_volume_mm3) if lesion_prob is not None else None
     if lesion is not None:
         cord |= lesion      # as pipeline.segment: a lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0

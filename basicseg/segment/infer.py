@@ -10,6 +10,7 @@ import numpy as np
 
 from ..networks.registry import model_card, resolve_model, sha256
 from .backends import DEFAULT_BACKEND, open_runner
+from .postprocess import LESION_MIN_VOLUME_MM3
 
 log = logging.getLogger("basicseg")
 
@@ -60,6 +61,8 @@ class Model:
         self.runner = open_runner(self.path, self.sha256, backend, nprocs)
         self.backend = self.runner.backend
         self.threshold = float(self.card.get("threshold", 0.5))
+        # lesion networks: the smallest component reported, chosen with the threshold (scripts/tune_lesion.py)
+        self.min_volume_mm3 = float(self.card.get("min_lesion_volume_mm3", LESION_MIN_VOLUME_MM3))
         self.mirror = bool(self.card.get("mirror_average", False))
         self.name = self.card.get("name", self.path.stem)
 

@@ -121,7 +121,8 @@ def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto"
 
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold) if lesion_prob is not None else None
+    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold,
+                         models.lesion.min_volume_mm3) if lesion_prob is not None else None
     if lesion is not None:
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0

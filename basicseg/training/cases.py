@@ -19,12 +19,15 @@ import pandas as pd
 from basicseg.measure.confidence import confidence_summary, row_columns
 from basicseg.measure.scores import dice, relative_volume_error
 from basicseg.segment.load import AxialVolume
-from basicseg.segment.postprocess import components, cord_mask
+from basicseg.segment.postprocess import components, cord_mask, lesion_mask
 from basicseg.training.data import Example
 
 PATTERN_CASES = (("gm", False), ("rim", False), ("whole", False), ("whole", True))
 HEALTHY = "healthy"
-FAILED_CORD_DICE = 0.85         # the issue's line: below it an image's cord is a failure
+FAILED_CORD_DICE = 0.85         # below it an image's cord is a failure
+# the lesion rule's grid, scored on every case so that scripts/tune_lesion.py can choose it leave-site-out
+SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+SWEEP_MIN_VOLUMES_MM3 = (0.0, 10.0, 20.0, 40.0, 80.0)
 
 
 @dataclass
@@ -95,6 +98,19 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
     return ({"image": example.name, "case": case.name, "kind": case.kind, "subject": example.subject,
              "site": example.site, "suffix": example.suffix}
             | cord_scores(case, seg, cord_threshold) | lesion_scores(case, lesion, zooms) | row_columns(qc))
+
+
+def sweep_case(case: Case, example: Example, seg) -> list[dict]:
+    """The lesion scores of this case under every (threshold, minimum volume) of the grid."""
+    if seg.lesion_prob is None:
+        return []
+    rows = []
+    for t in SWEEP_THRESHOLDS:
+        for v in SWEEP_MIN_VOLUMES_MM3:
+            mask = lesion_mask(seg.lesion_prob, seg.cord, case.volume.zooms, t, v)
+            rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
+                         "threshold": t, "min_volume_mm3": v} | lesion_scores(case, mask, case.volume.zooms))
+    return rows
 
 
 def summarise(table: pd.DataFrame) -> dict[str, pd.DataFrame]:

@@ -124,17 +124,19 @@ def evaluate(config: EvalConfig) -> pd.DataFrame:
 def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFrame:
     """Every image lesion-free and with each clinical pattern, scored by :func:`basicseg.training.cases.score_case`."""
     rng = np.random.default_rng(config.seed)
-    rows = []
+    rows, sweep = [], []
     for e in examples:
         for case in unseen.pattern_cases(e, config.lesions_per_image, rng):
             seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes,
                           lesion_mirror=config.mirror)
             rows.append(unseen.score_case(case, e, seg, models.cord.threshold))
+            sweep += unseen.sweep_case(case, e, seg)
             r = rows[-1]
             print(f"{case.name:44s} {e.site[:24]:24s} cord {r['cord_dice']:.3f} lesion {r['lesion_dice']:.3f} "
                   f"false {r['false_lesion_mm3']:.0f} mm3", flush=True)
     table = pd.DataFrame(rows)
     write_tsv(config.out_dir / "eval_patterns.tsv", table)
+    write_tsv(config.out_dir / "eval_patterns_sweep.tsv", pd.DataFrame(sweep))
     for title, part in unseen.summarise(table).items():
         print(f"\n{title}\n{part.round(3).to_string()}")
     return table

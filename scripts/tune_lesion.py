@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Choose the lesion network's threshold and minimum component volume leave-site-out.
+
+    python3 scripts/tune_lesion.py RUNS/cv-*-eval-patterns3/eval_patterns_sweep.tsv [--write-card CARD.json]
+
+Input: the sweep tables of ``basicseg-eval --lesion-set patterns`` (every case scored under every rule
+of :data:`basicseg.training.cases.SWEEP_THRESHOLDS` x ``SWEEP_MIN_VOLUMES_MM3``). The rule is chosen for
+**specificity first**: among the rules that leave at least ``MIN_CLEAN_SHARE`` of the healthy cases with no
+lesion, the one with the best worst-pattern median Dice (every clinical pattern must be measured, not
+the average one); when no rule is that specific, the most specific one. Leave-site-out: each site's
+figures come from the rule chosen on the other sites. With ``--write-card`` the rule chosen on all sites
+is written into the lesion network's model card (``threshold``, ``min_lesion_volume_mm3``), which
+inference reads. Lesions are SIMULATED.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+MIN_CLEAN_SHARE = 0.95          # healthy cases without any false lesion
+HEALTHY = "healthy"
+
+
+def rule_scores(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per rule: share of healthy cases without lesion, worst and overall median Dice over the patterns,
+    median |volume error|."""
+    healthy = sweep[sweep["kind"] == HEALTHY].assign(clean=lambda t: t["pred_lesion_mm3"] == 0)
+    lesions = sweep[sweep["kind"] != HEALTHY].assign(abs_err=lambda t: t["lesion_volume_error"].abs())
+    keys = ["threshold", "min_volume_mm3"]
+    per_pattern = lesions.groupby(keys + ["kind"])["lesion_dice"].median().groupby(keys)
+    return pd.DataFrame({"clean_share": healthy.groupby(keys)["clean"].mean(),
+                         "worst_pattern_dice": per_pattern.min(),
+                         "median_dice": lesions.groupby(keys)["lesion_dice"].median(),
+                         "median_abs_volume_error": lesions.groupby(keys)["abs_err"].median()}).reset_index()
+
+
+def choose(sweep: pd.DataFrame) -> pd.Series:
+    scores = rule_scores(sweep)
+    specific = scores[scores["clean_share"] >= MIN_CLEAN_SHARE]
+    if len(specific):
+        return specific.sort_values(["worst_pattern_dice", "median_dice"], ascending=False).iloc[0]
+    return scores.sort_values(["clean_share", "worst_pattern_dice"], ascending=False).iloc[0]
+
+
+def held_out(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Each site scored with the rule chosen on the others."""
+    rows = []
+    for site in sorted(sweep["site"].unique()):
+        rule = choose(sweep[sweep["site"] != site])
+        mine = sweep[(sweep["site"] == site) & (sweep["threshold"] == rule["threshold"])
+                     & (sweep["min_volume_mm3"] == rule["min_volume_mm3"])]
+        rows.append(mine.assign(chosen=f"{rule['threshold']:g} / {rule['min_volume_mm3']:g} mm3"))
+    return pd.concat(rows)
+
+
+def report(table: pd.DataFrame) -> str:
+    healthy = table[table["kind"] == HEALTHY]
+    lesions = table[table["kind"] != HEALTHY].assign(abs_err=lambda t: t["lesion_volume_error"].abs())
+    lines = ["| site | rule (threshold / min volume) | healthy without false lesion | lesion median Dice |",
+             "|---|---|---|---|"]
+    for site, part in table.groupby("site"):
+        h, les = healthy[healthy["site"] == site], lesions[lesions["site"] == site]
+        lines.append(f"| {site} | {part['chosen'].iloc[0]} | {(h['pred_lesion_mm3'] == 0).sum()}/{len(h)} | "
+                     f"{les['lesion_dice'].median():.3f} |")
+    lines += ["", "| pattern (SIMULATED) | cases | median Dice | median abs volume error |", "|---|---|---|---|"]
+    for kind, part in lesions.groupby("kind"):
+        lines.append(f"| {kind} | {len(part)} | {part['lesion_dice'].median():.3f} | {part['abs_err'].median():.0%} |")
+    clean = (healthy["pred_lesion_mm3"] == 0)
+    lines.append(f"\nhealthy cases without any false lesion: {clean.sum()}/{len(healthy)} ({clean.mean():.0%}); "
+                 f"false volume when present: median {healthy.loc[~clean, 'pred_lesion_mm3'].median():.0f} mm3")
+    return "\n".join(lines)
+
+
+def write_card(card_path: Path, rule: pd.Series, argv) -> None:
+    card = json.loads(card_path.read_text())
+    card["threshold"] = float(rule["threshold"])
+    card["min_lesion_volume_mm3"] = float(rule["min_volume_mm3"])
+    card["threshold_source"] = ("chosen leave-site-out for specificity on SIMULATED cases: "
+                                "python3 scripts/tune_lesion.py " + " ".join(shlex.quote(a) for a in argv))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("sweeps", nargs="+", type=Path)
+    p.add_argument("--write-card", type=Path, help="lesion model card to receive the rule chosen on all sites")
+    args = p.parse_args(argv)
+    sweep = pd.concat([pd.read_csv(f, sep="\t") for f in args.sweeps], ignore_index=True)
+    print(report(held_out(sweep)))
+    rule = choose(sweep)
+    print(f"\nrule on all sites: threshold {rule['threshold']:g}, minimum volume {rule['min_volume_mm3']:g} mm3")
+    if args.write_card:
+        write_card(args.write_card, rule, argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
