@@ -16,8 +16,7 @@ import numpy as np
 from basicseg.segment.backproject import uncrop_slices
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.pipeline import (RECENTRE_PASSES, Models, Segmentation, boxes_on_path, find_centreline,
-                                       recentre)
-from basicseg.segment.postprocess import cord_mask, lesion_mask
+                                       postprocess, recentre)
 
 
 def predict_all(model, boxes: list[np.ndarray], volumes: list[AxialVolume], centres: list[np.ndarray],
@@ -37,15 +36,6 @@ def predict_all(model, boxes: list[np.ndarray], volumes: list[AxialVolume], cent
     return out
 
 
-def _postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: dict):
-    t0 = time.perf_counter()
-    cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold,
-                         models.lesion.min_volume_mm3) if lesion_prob is not None else None
-    if lesion is not None:
-        cord |= lesion      # as pipeline.segment: a lesion at the cord's (swollen) edge is cord tissue
-    t["postprocess"] = time.perf_counter() - t0
-    return cord, lesion
 
 
 def _centrelines(volumes, models, sources, timings):
@@ -80,6 +70,6 @@ def segment_batch(volumes: list[AxialVolume], models: Models, centrelines: list[
                     else [None] * len(volumes))
     results = []
     for volume, c, conf, cp, lp, t in zip(volumes, centres, confidences, cord_probs, lesion_probs, timings):
-        cord, lesion = _postprocess(volume, models, cp, lp, t)
+        cord, lesion = postprocess(volume, models, cp, lp, t)
         results.append(Segmentation(volume, c, conf, cp, lp, cord, lesion, dict(t)))
     return results

@@ -46,6 +46,9 @@ def describe_network(config) -> dict:
         "threshold": THRESHOLD, "basicseg_version": __version__,
         # lesion models: mean of the box and its left-right mirror at inference (infer.Model.predict)
         "mirror_average": config.target == "lesion",
+        # cord networks learn SIMULATED lesions as cord (data.CORD_LESION_VARIANTS): inference then does not
+        # add the lesion mask to their cord (segment.pipeline.postprocess)
+        "lesions_in_cord_label": config.target == "cord",
     }
 
 
