@@ -13,7 +13,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Shipped models: name -> file stem under basicseg/networks/weights. Defaults are chosen by leave-site-out
 # validation on a 2-core CPU (README "Models"): BASICseg-1 for the cord; for lesions the paper's BASICseg-3,
 # trained with a moving average of its weights, which beat BASICseg-1 on simulated lesions in held-out sites.
-DEFAULT_MODELS = {"cord": "cord-basicseg1", "lesion": "lesion-basicseg3", "localiser": "localiser"}
+DEFAULT_MODELS = {"cord": "cord-basicseg3", "lesion": "lesion-basicseg3", "localiser": "localiser"}
 
 
 def resolve_model(name_or_path: str) -> Path:
