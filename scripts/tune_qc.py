@@ -11,9 +11,10 @@ keys of ``confidence_summary`` (bare, or with the image row's ``qc_`` prefix).
 
 A case is a FAILURE when its cord Dice is < 0.85, or it is healthy and got a lesion, or it is a lesion case
 with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise grid search (the
-midpoints between observed values, or the test switched off): each maximises the share of failures flagged
-by all the flags together, subject to at most 10 % of the good cases flagged; ties go to the fewest good
-flagged, then to the most lenient threshold.  For each site S the thresholds are chosen on the other sites
+midpoints between observed values, or the test switched off), starting from the priors of
+``confidence.Thresholds``: each maximises the share of failures flagged by all the flags together, subject
+to at most 10 % of the good cases flagged; ties go to the fewest good flagged, then to the current value
+(so a prior stays where the tuning rows hold no failure it could catch).  For each site S the thresholds are chosen on the other sites
 and applied to S; the final thresholds are chosen on all rows and, with --write, written to
 basicseg/measure/qc_thresholds.json with the held-out figures and this command in ``source``.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from basicseg.measure.confidence import COLUMN_PREFIX, RULES, SUMMARY_KEYS, THRESHOLDS_FILE, rule_fires
+from basicseg.measure.confidence import COLUMN_PREFIX, RULES, SUMMARY_KEYS, THRESHOLDS_FILE, Thresholds, rule_fires
 
 FAIL_CORD_DICE = 0.85      # below this the cord's morphometrics are not usable
 FAIL_LESION_DICE = 0.5     # below this the lesion is more wrong than right
@@ -88,10 +89,12 @@ def _score(hit: np.ndarray, fail: np.ndarray):
 
 
 def choose_one(table: pd.DataFrame, fail: np.ndarray, thresholds: dict, name: str):
-    """The best value of one threshold, the others held fixed (the first, most lenient, wins ties)."""
+    """The best value of one threshold, the others held fixed. The current value is tried first and wins
+    ties: where the tuning rows hold no failure a rule can catch, its prior stays (switching it off
+    because these sites never failed would leave an unseen site's failure unflagged)."""
     key, direction = next((r[1], r[3]) for r in RULES if r[2] == name)
     best, best_score = thresholds.get(name), None
-    for value in candidates(table[key].to_numpy(float), direction):
+    for value in [thresholds.get(name)] + candidates(table[key].to_numpy(float), direction):
         score = _score(flagged(table, {**thresholds, name: value}), fail)
         if best_score is None or score > best_score:
             best, best_score = value, score
@@ -99,8 +102,9 @@ def choose_one(table: pd.DataFrame, fail: np.ndarray, thresholds: dict, name: st
 
 
 def fit(table: pd.DataFrame, fail: np.ndarray) -> dict:
-    """Thresholds chosen on ``table`` (all off to start, then coordinate search until nothing changes)."""
-    thresholds = {name: None for name in NAMES}
+    """Thresholds chosen on ``table``: the priors (:class:`Thresholds`' defaults) to start, then coordinate
+    search until nothing changes."""
+    thresholds = {name: getattr(Thresholds(), name) for name in NAMES}
     for _ in range(MAX_ROUNDS):
         before = dict(thresholds)
         for name in NAMES:
