@@ -32,8 +32,8 @@ for f in A B C; do
       --lesions-per-image "$PATTERN_SEEDS" --cord-model "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras" \
       --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}"
   fi
-  cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"      # the default cord network, else BASICseg-3
-  [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"
+  cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"      # the default cord network, else BASICseg-1
+  [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"
   for arch in 1 3; do
     # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
     for kept in "" last; do

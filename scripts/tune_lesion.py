@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-MIN_CLEAN_SHARE = 0.95          # healthy cases without any false lesion
+MIN_CLEAN_SHARE = 0.95          # cases (healthy copies and lesion cases) without any false lesion
 HEALTHY = "healthy"
 
 
@@ -43,6 +43,8 @@ def rule_scores(sweep: pd.DataFrame) -> pd.DataFrame:
 
 def choose(sweep: pd.DataFrame) -> pd.Series:
     scores = rule_scores(sweep)
+    if scores.empty:
+        raise SystemExit("tune_lesion: no rows to choose a rule from (a single site cannot be held out)")
     specific = scores[scores["clean_share"] >= MIN_CLEAN_SHARE]
     if len(specific):
         return specific.sort_values(["worst_pattern_dice", "median_dice"], ascending=False).iloc[0]

@@ -36,8 +36,6 @@ def predict_all(model, boxes: list[np.ndarray], volumes: list[AxialVolume], cent
     return out
 
 
-
-
 def _centrelines(volumes, models, sources, timings):
     centres, confidences = [], []
     for volume, source, t in zip(volumes, sources, timings):

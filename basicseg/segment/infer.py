@@ -62,9 +62,7 @@ class Model:
         self.backend = self.runner.backend
         self.threshold = float(self.card.get("threshold", 0.5))
         # lesion networks: the smallest component reported, chosen with the threshold (scripts/tune_lesion.py)
-        self.min_volume_mm3 = float(self.card.get("min_lesion_volume_mm3", LESION_MIN_VOLUME_MM3))
-        # cord networks trained with SIMULATED lesions inside their label keep an oedematous section whole
-        self.lesions_in_label = bool(self.card.get("lesions_in_cord_label", False))
+        self.min_volume_mm3 = float(self.card.get("min_lesion_volume_mm3") or LESION_MIN_VOLUME_MM3)
         self.mirror = bool(self.card.get("mirror_average", False))
         self.name = self.card.get("name", self.path.stem)
 

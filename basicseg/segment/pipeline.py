@@ -126,15 +126,17 @@ def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto"
 def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: dict):
     """(cord, lesion) masks from the probabilities (seconds added to t).
 
-    A cord network trained without lesions in its label (model card: no ``lesions_in_cord_label``) cuts
-    bright oedema and swelling out of the cord, so the lesion is added to its cord. One trained with them
-    does not need it: on the SIMULATED clinical patterns of the fold-C held-out sites its cord Dice on lesion
-    slices was the same with and without the union (0.951 / 0.951 T2*w, 0.903 / 0.903 T2w; docs/models.md)."""
+    The lesion is added to the cord. For cord networks trained without lesions in their label (BASICseg-1,
+    -2) this keeps bright oedema and swelling that they cut out of the cord. The default BASICseg-3 learnt
+    SIMULATED lesions as cord, and the union no longer changes its cord: on the clinical patterns of the
+    fold-C held-out sites its cord Dice on lesion slices was the same with and without it (0.951 / 0.951
+    T2*w, 0.903 / 0.903 T2w; docs/models.md). It is kept because the morphometrics mask the lesion by the
+    cord (SCT's definitions): a lesion voxel at the edge of the cord mask would leave the lesion's volume."""
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
     lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold,
                          models.lesion.min_volume_mm3) if lesion_prob is not None else None
-    if lesion is not None and not models.cord.lesions_in_label:
+    if lesion is not None:
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0
     return cord, lesion

@@ -35,9 +35,10 @@ def lesion_mask(prob: np.ndarray, cord: np.ndarray, zooms, threshold: float = 0.
     """Threshold, then keep the 3D components of at least ``min_volume_mm3`` that touch the cord, whole.
 
     A component touching the cord is intramedullary; one that does not is a bright structure outside it
-    (CSF, fat). It is kept whole rather than clipped to the cord mask because the cord network, trained on
-    lesion-free cords, cuts bright oedema and swelling out of the cord: clipping lost up to 3/4 of large
-    simulated lesions (fold B sub-9418: lesion Dice 0.22 clipped, 0.85 whole)."""
+    (CSF, fat). It is kept whole rather than clipped to the cord mask because cord networks trained on
+    lesion-free cords (BASICseg-1, -2) cut bright oedema and swelling out of the cord: clipping lost up to
+    3/4 of large simulated lesions (fold B sub-9418: lesion Dice 0.22 clipped, 0.85 whole). The pipeline
+    then adds the lesion to the cord (:func:`basicseg.segment.pipeline.postprocess`)."""
     mask = prob >= threshold
     labels, sizes = components(mask)
     volumes_mm3 = sizes * float(np.prod(zooms[:3]))

@@ -46,8 +46,7 @@ def describe_network(config) -> dict:
         "threshold": THRESHOLD, "basicseg_version": __version__,
         # lesion models: mean of the box and its left-right mirror at inference (infer.Model.predict)
         "mirror_average": config.target == "lesion",
-        # cord networks learn SIMULATED lesions as cord (data.CORD_LESION_VARIANTS): inference then does not
-        # add the lesion mask to their cord (segment.pipeline.postprocess)
+        # cord networks learn SIMULATED lesions as cord (data.CORD_LESION_VARIANTS); for the record
         "lesions_in_cord_label": config.target == "cord",
     }
 

@@ -100,14 +100,16 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
             | cord_scores(case, seg, cord_threshold) | lesion_scores(case, lesion, zooms) | row_columns(qc))
 
 
-def sweep_case(case: Case, example: Example, seg) -> list[dict]:
-    """The lesion scores of this case under every (threshold, minimum volume) of the grid."""
+def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list[dict]:
+    """The lesion scores of this case under every (threshold, minimum volume) of the grid, each kept by
+    touching the cord network's own mask, as in the pipeline (not the cord after the union with a lesion)."""
     if seg.lesion_prob is None:
         return []
+    cord = cord_mask(seg.cord_prob, cord_threshold)
     rows = []
     for t in SWEEP_THRESHOLDS:
         for v in SWEEP_MIN_VOLUMES_MM3:
-            mask = lesion_mask(seg.lesion_prob, seg.cord, case.volume.zooms, t, v)
+            mask = lesion_mask(seg.lesion_prob, cord, case.volume.zooms, t, v)
             rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
                          "threshold": t, "min_volume_mm3": v} | lesion_scores(case, mask, case.volume.zooms))
     return rows

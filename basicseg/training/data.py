@@ -112,6 +112,8 @@ def crop_to_cord(example: Example, margin_mm: float = TRAINING_FIELD_MM) -> Exam
     """The example cut in-plane to its cord +- ``margin_mm`` (the canonical affine follows the cut)."""
     from dataclasses import replace
 
+    if not example.cord.any():
+        return example
     ii, jj = np.nonzero(example.cord.any(axis=2))
     zooms = example.volume.zooms
     lo = [max(0, int(a.min() - margin_mm / z)) for a, z in ((ii, zooms[0]), (jj, zooms[1]))]

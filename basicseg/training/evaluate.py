@@ -6,10 +6,11 @@
 
 Writes ``<OUT_DIR>/eval_<target>_images.tsv`` (per image: Dice over the labelled slices, HD95, volume
 error, and for lesions lesion-wise precision/recall/F1), ``eval_<target>_slices.tsv`` (per-slice
-Dice) and ``settings.json``; with ``--lesion-set patterns`` one row per case in ``eval_patterns.tsv``
-(:mod:`basicseg.training.cases`) (the resolved options, the networks' SHA-256, versions and threads), and
-prints a summary. Lesion scores are on contusion-like lesions inserted by :mod:`basicseg.training.simulate`
-into real images: there are no public contusion labels.
+Dice) and ``settings.json`` (the resolved options, the networks' SHA-256, versions and threads), and
+prints a summary. With ``--lesion-set patterns``: ``eval_patterns.tsv`` (one row per case, scored by
+:mod:`basicseg.training.cases`) and ``eval_patterns_sweep.tsv`` (every case under every lesion threshold
+and minimum volume, for ``scripts/tune_lesion.py``). Lesion scores are on SIMULATED lesions inserted into
+real images: there are no public contusion labels.
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFr
             seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes,
                           lesion_mirror=config.mirror)
             rows.append(unseen.score_case(case, e, seg, models.cord.threshold))
-            sweep += unseen.sweep_case(case, e, seg)
+            sweep += unseen.sweep_case(case, e, seg, models.cord.threshold)
             r = rows[-1]
             print(f"{case.name:44s} {e.site[:24]:24s} cord {r['cord_dice']:.3f} lesion {r['lesion_dice']:.3f} "
                   f"false {r['false_lesion_mm3']:.0f} mm3", flush=True)

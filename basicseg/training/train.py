@@ -122,7 +122,9 @@ def load_split(config: TrainConfig) -> tuple[list, list]:
     examples = load_examples(config.bids_dir, config.suffix, config.subjects, with_gm=config.target != "localiser")
     if not examples:
         raise SystemExit(f"no images with cord reference masks found under {config.bids_dir}/derivatives/labels")
-    train_ex, val_ex = split_examples([crop_to_cord(e) for e in examples], config.val_sites, config.val_subjects)
+    if config.target != "localiser":    # the localiser learns full fields; the box networks see the cord +- 32 mm
+        examples = [crop_to_cord(e) for e in examples]
+    train_ex, val_ex = split_examples(examples, config.val_sites, config.val_subjects)
     if not train_ex:
         raise SystemExit("the validation split leaves no training images")
     log.info("training on %d images (%s), validating on %d (%s)", len(train_ex),
