@@ -9,6 +9,7 @@ import pytest
 
 from basicseg.measure.confidence import SUMMARY_KEYS
 from basicseg.measure.morphometrics import ALL_QC_FLAGS
+from basicseg.networks.registry import DEFAULT_MODELS, resolve_model
 from bidsapp.cli import main
 from basicseg.references import find_reference
 from bidsapp.validate import errors, validator_report
@@ -58,8 +59,13 @@ def test_sidecars_name_sources_and_models(demo_run):
     for mask in masks(out) + masks(out, "lesion"):
         side = json.loads(mask.with_name(mask.name.replace(".nii.gz", ".json")).read_text())
         assert side["Sources"][0].startswith("bids:raw:sub-")
-        assert len(side["Model"]["SHA256"]) == 64 and side["Threshold"] == 0.5
         assert side["Type"] in ("ROI", "Lesion")
+        # the threshold and the lesion's minimum volume are the model card's (tune_lesion.py writes them)
+        card = json.loads(resolve_model(DEFAULT_MODELS["cord" if side["Type"] == "ROI" else "lesion"])
+                          .with_suffix(".json").read_text())
+        assert len(side["Model"]["SHA256"]) == 64 and side["Threshold"] == card["threshold"]
+        if side["Type"] == "Lesion":
+            assert side["MinimumComponentVolumeMM3"] == card.get("min_lesion_volume_mm3", 20.0)
         # the shipped lesion model averages each box with its left-right mirror; the cord model does not
         assert side["Model"]["MirrorAverage"] is (side["Type"] == "Lesion")
         # the lesion mask says which components it leaves out

@@ -11,8 +11,8 @@ from ..io import sha256_file
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Shipped models: name -> file stem under basicseg/networks/weights. Defaults are chosen by leave-site-out
-# validation on a 2-core CPU (README "Models"): BASICseg-1 for the cord; for lesions the paper's BASICseg-3,
-# trained with a moving average of its weights, which beat BASICseg-1 on simulated lesions in held-out sites.
+# validation on a 2-core CPU (README "Models"): BASICseg-3 for the cord and the lesion, trained with a moving
+# average of their weights, on the SIMULATED clinical patterns (the cord network learnt them as cord).
 DEFAULT_MODELS = {"cord": "cord-basicseg3", "lesion": "lesion-basicseg3", "localiser": "localiser"}
 
 
