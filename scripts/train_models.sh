@@ -15,6 +15,18 @@ RUNS=${2:-train_runs}
 NPROCS=${NPROCS:-2}
 STEPS=${STEPS:-50}          # batches of 32 per epoch; validation runs after each epoch
 WEIGHTS=basicseg/networks/weights
+# PLAN=gpu: every shipped network once, final models only, the shipped epochs, each capped at 2 minutes: the
+# retraining of a GPU machine (10 minutes in all; epochs, not the caps, bound it there). Compare the new weights
+# leave-site-out (the fold runs above, then cross_validate.sh) before shipping them.
+if [[ "${PLAN:-}" == gpu ]]; then
+  PLAN="
+final localiser 1 2 12
+final cord 1 2 42
+final cord 3 2 8 0.99
+final lesion 3 2 8 0.99
+final cord 2 2 5
+final lesion 1 2 42"
+fi
 PLAN=${PLAN:-"
 final localiser 1 6
 final cord 1 50
