@@ -1,26 +1,20 @@
 """BASIC score and tract-wise lesion load (basicseg.measure.basic) on SIMULATED lesions of the demo."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from basicseg.atlas import map_atlas
 from basicseg.measure import basic
-from basicseg.segment.load import load_axial, load_mask
 from basicseg.training.patterns import simulate_pattern
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "ds-demo"
-IMAGE = DEMO / "sub-9418" / "anat" / "sub-9418_run-1_T2starw.nii.gz"
-CORD = DEMO / "derivatives" / "labels" / "sub-9418" / "anat" / "sub-9418_run-1_T2starw_seg-manual.nii.gz"
 CENTRE = 8
 
 
 @pytest.fixture(scope="module")
-def demo():
-    vol = load_axial(IMAGE)
-    cord = load_mask(CORD, vol)
+def demo(demo_t2star):
+    vol, cord = demo_t2star
     grader_map = map_atlas(cord, vol.zooms, slices=range(4, 13))           # the grader's (auto) mapping
     sim_gm = map_atlas(cord, vol.zooms, level="mean", deform=True, slices=range(2, 15)).gm   # another one
     return vol, cord, grader_map, sim_gm

@@ -1,26 +1,20 @@
 """SIMULATED clinical lesion patterns (basicseg.training.patterns) on the real demo T2*w image."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from basicseg.atlas import map_atlas
-from basicseg.segment.load import load_axial, load_mask
 from basicseg.training.patterns import simulate_pattern
 
-DEMO = Path(__file__).resolve().parent.parent / "demo" / "ds-demo"
-IMAGE = DEMO / "sub-9418" / "anat" / "sub-9418_run-1_T2starw.nii.gz"
-CORD = DEMO / "derivatives" / "labels" / "sub-9418" / "anat" / "sub-9418_run-1_T2starw_seg-manual.nii.gz"
 CENTRE = 8
 
 
 @pytest.fixture(scope="module")
-def demo():
-    vol = load_axial(IMAGE)
-    cord = load_mask(CORD, vol)
+def demo(demo_t2star):
+    vol, cord = demo_t2star
     gm = map_atlas(cord, vol.zooms, level="mean", slices=range(2, 15)).gm
     return vol, cord, gm
 
