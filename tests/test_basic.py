@@ -1,7 +1,6 @@
 """BASIC score and tract-wise lesion load (basicseg.measure.basic) on SIMULATED lesions of the demo."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

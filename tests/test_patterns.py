@@ -1,7 +1,6 @@
 """SIMULATED clinical lesion patterns (basicseg.training.patterns) on the real demo T2*w image."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import ndimage
