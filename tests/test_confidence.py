@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from basicseg.measure import confidence
 from basicseg.measure.confidence import (CONFIDENCE_FLAGS, SUMMARY_KEYS, Thresholds, confidence_flags,
@@ -42,7 +43,7 @@ def test_confident_maps_raise_nothing(demo):
     summary = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms)
     assert set(summary) == set(SUMMARY_KEYS) and all(isinstance(v, float) for v in summary.values())
     assert summary["cord_mean_prob"] == pytest.approx(0.98)
-    assert summary["cord_uncertain_fraction"] == 0.0
+    assert summary["cord_uncertain_band"] == 0.0
     assert summary["lesion_mean_prob"] == pytest.approx(0.98) and summary["lesion_max_prob"] == pytest.approx(0.98)
     assert summary["lesion_volume_mm3"] == pytest.approx(lesion.sum() * np.prod(zooms))
     assert summary["lesion_components"] >= 1
@@ -55,10 +56,28 @@ def test_unsure_cord_network(demo):
     cord, lesion, zooms = demo
     summary = confidence_summary(np.where(cord, 0.6, 0.02), cord, _confident(lesion), lesion, zooms)
     assert summary["cord_mean_prob"] == pytest.approx(0.6)
-    assert summary["cord_uncertain_fraction"] == pytest.approx(1.0)
+    # every cord voxel is undecided: the band is as wide as the cord's area per edge voxel (several voxels)
+    assert summary["cord_uncertain_band"] > 2.5
     flags = confidence_flags(summary, Thresholds())
     assert "low_cord_confidence" in flags and "uncertain_cord_boundary" in flags
     assert "implausible_cord_shape" not in flags and "uncertain_lesion" not in flags
+
+
+def test_uncertain_band_does_not_depend_on_the_voxel_size(demo):
+    """A sharp network's partial-volume rim is about one voxel wide on any grid. The band is measured per
+    edge voxel, so the same cord on a grid twice as coarse (the 1 mm sites) reads the same, not twice as much,
+    and raises no flag on either grid."""
+    cord, _, zooms = demo
+    fine = cord[: cord.shape[0] // 2 * 2, : cord.shape[1] // 2 * 2, cord.any(axis=(0, 1))].astype(float)
+    coarse = fine.reshape(fine.shape[0] // 2, 2, fine.shape[1] // 2, 2, -1).mean(axis=(1, 3))
+    bands = []
+    for mask, z in ((fine, zooms), (coarse, (2 * zooms[0], 2 * zooms[1], zooms[2]))):
+        prob = ndimage.gaussian_filter(mask, sigma=(0.7, 0.7, 0))     # the same blur in voxels on either grid
+        summary = confidence_summary(prob, prob > 0.5, None, None, z)
+        assert "uncertain_cord_boundary" not in confidence_flags(summary, Thresholds())
+        bands.append(summary["cord_uncertain_band"])
+    assert 0.5 < bands[0] < 2.5 and 0.5 < bands[1] < 2.5
+    assert bands[1] == pytest.approx(bands[0], rel=0.35)
 
 
 def test_a_slice_twice_as_wide_is_implausible(demo):
@@ -128,7 +147,7 @@ def _tune_qc():
 def _case(site, i, case, cord_dice=0.93, false_lesion=np.nan, lesion_dice=np.nan, **summary):
     row = {"site": site, "image": f"{site}-{i}", "case": case, "cord_dice": cord_dice,
            "false_lesion_mm3": false_lesion, "lesion_dice": lesion_dice,
-           "cord_mean_prob": 0.95, "cord_uncertain_fraction": 0.2, "csa_median_mm2": 60.0, "csa_cv": 0.05,
+           "cord_mean_prob": 0.95, "cord_uncertain_band": 1.0, "csa_median_mm2": 60.0, "csa_cv": 0.05,
            "csa_max_jump": 0.1, "lesion_volume_mm3": 0.0 if case == "healthy" else 300.0,
            "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0}
     return row | summary

@@ -36,14 +36,15 @@ THRESHOLDS_FILE = Path(__file__).with_name("qc_thresholds.json")
 # these only on a one-voxel rim around the cord
 UNCERTAIN_LOW = 0.2
 UNCERTAIN_HIGH = 0.8
+EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neighbours: the cord's edge per slice
 
-SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_fraction", "csa_median_mm2", "csa_cv", "csa_max_jump",
+SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "csa_median_mm2", "csa_cv", "csa_max_jump",
                 "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components")
 
 # flag, summary key, threshold, direction: the flag is raised when the key is below ("min") or above ("max")
 # the threshold; a NaN key or a None threshold never raises it (e.g. no lesion -> no uncertain_lesion)
 RULES = (("low_cord_confidence", "cord_mean_prob", "cord_mean_prob_min", "min"),
-         ("uncertain_cord_boundary", "cord_uncertain_fraction", "cord_uncertain_fraction_max", "max"),
+         ("uncertain_cord_boundary", "cord_uncertain_band", "cord_uncertain_band_max", "max"),
          ("implausible_cord_shape", "csa_cv", "csa_cv_max", "max"),
          ("implausible_cord_shape", "csa_max_jump", "csa_max_jump_max", "max"),
          ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"))
@@ -57,7 +58,7 @@ COLUMN_PREFIX = "qc_"
 class Thresholds:
     """Defaults are untuned placeholders (module docstring); None switches a test off."""
     cord_mean_prob_min: float | None = 0.90          # confident cords scored 0.93-0.96, the failed site 0.81
-    cord_uncertain_fraction_max: float | None = 0.5  # uncertain voxels per cord voxel: a rim is well below 0.5
+    cord_uncertain_band_max: float | None = 2.5      # voxels of doubt per edge voxel: a sharp rim is ~1
     csa_cv_max: float | None = 0.35                  # manual cords vary 3-9 % along a cervical FOV
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
     lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
@@ -68,11 +69,15 @@ class Thresholds:
 def _cord_confidence(cord_prob: np.ndarray, cord: np.ndarray) -> dict:
     n = int(cord.sum())
     if n == 0:
-        return {"cord_mean_prob": NAN, "cord_uncertain_fraction": NAN}
+        return {"cord_mean_prob": NAN, "cord_uncertain_band": NAN}
     # the whole of the cord's slices, not just the mask: a failed network's doubt spreads beyond its mask
-    slab = cord_prob[:, :, cord.any(axis=(0, 1))]
+    on = cord.any(axis=(0, 1))
+    slab = cord_prob[:, :, on]
     uncertain = int(np.count_nonzero((slab > UNCERTAIN_LOW) & (slab < UNCERTAIN_HIGH)))
-    return {"cord_mean_prob": float(cord_prob[cord].mean()), "cord_uncertain_fraction": uncertain / n}
+    # per edge voxel, not per cord voxel: the partial-volume rim is one voxel wide at any resolution, while
+    # its share of the cord's voxels doubles from a 0.5 mm to a 1 mm grid (which flagged every 1 mm site)
+    edge = int(np.count_nonzero(cord[:, :, on] & ~ndimage.binary_erosion(cord[:, :, on], EDGE)))
+    return {"cord_mean_prob": float(cord_prob[cord].mean()), "cord_uncertain_band": uncertain / edge}
 
 
 def _cord_shape(cord: np.ndarray, zooms) -> dict:
@@ -91,7 +96,7 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
         return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
     n = int(lesion.sum())
     # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
-    near = ndimage.binary_dilation(cord, structure=ndimage.generate_binary_structure(2, 1)[:, :, None])
+    near = ndimage.binary_dilation(cord, structure=EDGE)
     return {"lesion_volume_mm3": n * float(np.prod(zooms)),
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
@@ -102,8 +107,9 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
                        lesion: np.ndarray | None, zooms) -> dict:
     """Keys :data:`SUMMARY_KEYS` (floats; lesion keys NaN without a lesion map).
 
-    ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_fraction``: voxels with
-    :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / cord voxels; ``csa_median_mm2``,
+    ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
+    :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
+    (in-plane 4-connected), the width in voxels of the band of doubt; ``csa_median_mm2``,
     ``csa_cv`` (std / mean) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
     slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
     when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
