@@ -9,7 +9,7 @@ import pytest
 from basicseg.networks.registry import DEFAULT_MODELS, resolve_model, sha256
 from basicseg.training.config import EvalConfig
 from basicseg.training.data import Example
-from basicseg.training.evaluate import IMAGE_COLUMNS, SLICE_COLUMNS, main, resolve_config, score
+from basicseg.training.evaluate import IMAGE_COLUMNS, SLICE_COLUMNS, load_models, main, resolve_config, score
 
 # Floors under the shipped networks' scores on the demo (cord: 0.96 and 0.97 when written; lesion: 0.69
 # and 0.85), low enough for another CPU's rounding, high enough to catch a broken pipeline.
@@ -62,6 +62,17 @@ def test_config_resolves_the_command_line_once():
     with pytest.raises(SystemExit) as usage:
         resolve_config(["in", "out", "--target", "localiser"])
     assert usage.value.code == 2
+
+
+def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
+    """--lesion-rule scores a fold network under the final network's rule; the cached network keeps its card's."""
+    config = resolve_config(["in", "out", "--target", "lesion", "--lesion-rule", "0.7", "150"])
+    assert config.lesion_rule == (0.7, 150.0)
+    models = load_models(config)
+    assert (models.lesion.threshold, models.lesion.min_volume_mm3) == (0.7, 150.0)
+    cached = load_models(resolve_config(["in", "out", "--target", "lesion"])).lesion
+    assert cached is not models.lesion and cached.threshold == float(cached.card["threshold"])
+    assert cached.min_volume_mm3 == float(cached.card["min_lesion_volume_mm3"])
 
 
 def test_no_selected_image_is_an_error(tmp_path, demo_dataset):

@@ -124,15 +124,18 @@ class EvalConfig(_Config):
     lesion_set: str = "spindle"
     recentre_passes: int = RECENTRE_PASSES
     mirror: bool | None = None
+    lesion_rule: tuple | None = None     # (threshold, minimum volume mm3) instead of the lesion card's
     seed: int = EVAL_SEED
     nprocs: int | None = None
     argv: tuple = ()
 
     @staticmethod
     def _resolve(values: dict) -> dict:
+        rule = values.get("lesion_rule")
         return values | {"bids_dir": Path(values["bids_dir"]), "out_dir": Path(values["out_dir"]),
                          "suffix": tuple(values["suffix"]), "subjects": _subjects(values["subjects"]),
-                         "sites": tuple(values["sites"] or ())}
+                         "sites": tuple(values["sites"] or ()),
+                         "lesion_rule": tuple(float(v) for v in rule) if rule else None}
 
     @property
     def models(self) -> dict[str, str]:
