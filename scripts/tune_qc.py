@@ -9,12 +9,15 @@ pattern: "gm", "rim", "whole", "whole+haem", "spindle", ...), ``cord_dice`` (NaN
 ``false_lesion_mm3`` (healthy cases: the predicted lesion volume), ``lesion_dice`` (lesion cases) and the
 keys of ``confidence_summary`` (bare, or with the image row's ``qc_`` prefix).
 
-A case is a FAILURE when its cord Dice is < 0.85, or it is healthy and got a lesion, or it is a lesion case
-with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise grid search (the
-midpoints between observed values, or the test switched off), starting from the priors of
-``confidence.Thresholds``: each maximises the share of failures flagged by all the flags together, subject
-to at most 10 % of the good cases flagged; ties go to the fewest good flagged, then to the current value
-(so a prior stays where the tuning rows hold no failure it could catch).  For each site S the thresholds are chosen on the other sites
+A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it is healthy and got a lesion or
+it is a lesion case with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise
+grid search (the midpoints between observed values, and the extremes, which flag none of them), starting from
+the priors of ``confidence.Thresholds``: each maximises the failures of its own kind flagged by the flags of
+that kind (the cord flags for cord failures, ``uncertain_lesion`` for lesion failures), subject to at most
+10 % of the good cases flagged by all the flags together; ties go to the fewest good flagged, then to the
+current value.  So a cord flag is never tightened because a lesion failure happened to have a low cord
+probability, and a prior stays where the tuning rows hold no failure of its kind; a test is never switched
+off.  For each site S the thresholds are chosen on the other sites
 and applied to S; the final thresholds are chosen on all rows and, with --write, written to
 basicseg/measure/qc_thresholds.json with the held-out figures and this command in ``source``.
 """
@@ -54,61 +57,80 @@ def read_tables(paths) -> pd.DataFrame:
     return table
 
 
-def failures(table: pd.DataFrame) -> np.ndarray:
-    """Whether each case is a failure (module docstring); NaN measures count as not failing."""
+def is_lesion_rule(key: str) -> bool:
+    return key.startswith("lesion_")
+
+
+def failure_kinds(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """{"cord": cord failures, "lesion": lesion failures} (module docstring); NaN measures do not fail."""
     kind = table["kind"] if "kind" in table else table["case"]     # basicseg-eval's kind; a bare table's case
     healthy = kind.astype(str).str.lower().eq("healthy").to_numpy()
     cord_dice = table["cord_dice"].to_numpy(float)
     false_lesion = table["false_lesion_mm3"].to_numpy(float)
     lesion_dice = table["lesion_dice"].to_numpy(float)
     with np.errstate(invalid="ignore"):
-        return ((cord_dice < FAIL_CORD_DICE) | (healthy & (false_lesion > 0))
-                | (~healthy & (lesion_dice < FAIL_LESION_DICE)))
+        return {"cord": cord_dice < FAIL_CORD_DICE,
+                "lesion": (healthy & (false_lesion > 0)) | (~healthy & (lesion_dice < FAIL_LESION_DICE))}
 
 
-def flagged(table: pd.DataFrame, thresholds: dict) -> np.ndarray:
-    """Whether any confidence flag is raised on each row, with ``thresholds`` (name -> value or None)."""
+def failures(table: pd.DataFrame) -> np.ndarray:
+    """Whether each case is a failure of any kind."""
+    kinds = failure_kinds(table)
+    return kinds["cord"] | kinds["lesion"]
+
+
+def flagged(table: pd.DataFrame, thresholds: dict, lesion_rules: bool | None = None) -> np.ndarray:
+    """Whether any confidence flag is raised on each row, with ``thresholds`` (name -> value or None);
+    ``lesion_rules`` True / False: only the lesion / the cord rules."""
     out = np.zeros(len(table), bool)
     for _, key, name, direction in RULES:
-        out |= rule_fires(table[key].to_numpy(float), thresholds.get(name), direction)
+        if lesion_rules is None or is_lesion_rule(key) == lesion_rules:
+            out |= rule_fires(table[key].to_numpy(float), thresholds.get(name), direction)
     return out
 
 
 def candidates(values, direction: str) -> list:
-    """None (off), then the midpoints between observed values from the most lenient to the strictest."""
+    """From the most lenient to the strictest: the extreme observed value (which flags none: the rules are
+    strict inequalities), then the midpoints between observed values."""
     values = np.unique(np.asarray(values, float)[np.isfinite(values)])
+    if len(values) == 0:
+        return []
     mids = [float(v) for v in (values[:-1] + values[1:]) / 2]
-    return [None] + (mids if direction == "min" else mids[::-1])
+    return [float(values[0])] + mids if direction == "min" else [float(values[-1])] + mids[::-1]
 
 
-def _score(hit: np.ndarray, fail: np.ndarray):
-    """(feasible, failures flagged, -good flagged): larger is better."""
+def _score(table: pd.DataFrame, thresholds: dict, kinds: dict, lesion_rule: bool):
+    """(feasible, failures of the rule's kind flagged by the rules of that kind, -good flagged by all)."""
+    fail = kinds["cord"] | kinds["lesion"]
     good = ~fail
+    hit = flagged(table, thresholds)
+    own = flagged(table, thresholds, lesion_rules=lesion_rule)
     good_share = hit[good].mean() if good.any() else 0.0
-    return (good_share <= MAX_GOOD_FLAGGED + 1e-12, int(hit[fail].sum()), -int(hit[good].sum()))
+    return (good_share <= MAX_GOOD_FLAGGED + 1e-12, int(own[kinds["lesion" if lesion_rule else "cord"]].sum()),
+            -int(hit[good].sum()))
 
 
-def choose_one(table: pd.DataFrame, fail: np.ndarray, thresholds: dict, name: str):
+def choose_one(table: pd.DataFrame, kinds: dict, thresholds: dict, name: str):
     """The best value of one threshold, the others held fixed. The current value is tried first and wins
-    ties: where the tuning rows hold no failure a rule can catch, its prior stays (switching it off
-    because these sites never failed would leave an unseen site's failure unflagged)."""
+    ties: where the tuning rows hold no failure of its kind, a rule's prior stays (switching it off because
+    these sites never failed would leave an unseen site's failure unflagged) unless it flags good cases."""
     key, direction = next((r[1], r[3]) for r in RULES if r[2] == name)
     best, best_score = thresholds.get(name), None
     for value in [thresholds.get(name)] + candidates(table[key].to_numpy(float), direction):
-        score = _score(flagged(table, {**thresholds, name: value}), fail)
+        score = _score(table, {**thresholds, name: value}, kinds, is_lesion_rule(key))
         if best_score is None or score > best_score:
             best, best_score = value, score
     return best
 
 
-def fit(table: pd.DataFrame, fail: np.ndarray) -> dict:
-    """Thresholds chosen on ``table``: the priors (:class:`Thresholds`' defaults) to start, then coordinate
-    search until nothing changes."""
+def fit(table: pd.DataFrame, kinds: dict) -> dict:
+    """Thresholds chosen on ``table`` (``kinds``: :func:`failure_kinds` of its rows): the priors
+    (:class:`Thresholds`' defaults) to start, then coordinate search until nothing changes."""
     thresholds = {name: getattr(Thresholds(), name) for name in NAMES}
     for _ in range(MAX_ROUNDS):
         before = dict(thresholds)
         for name in NAMES:
-            thresholds[name] = choose_one(table, fail, thresholds, name)
+            thresholds[name] = choose_one(table, kinds, thresholds, name)
         if thresholds == before:
             break
     return thresholds
@@ -119,12 +141,13 @@ def _counts(hit: np.ndarray, fail: np.ndarray) -> dict:
             "good": int((~fail).sum()), "good_flagged": int(hit[~fail].sum())}
 
 
-def leave_site_out(table: pd.DataFrame, fail: np.ndarray) -> list[dict]:
+def leave_site_out(table: pd.DataFrame, kinds: dict) -> list[dict]:
     """For each site: the thresholds chosen on the other sites, and what they flag on it (and on those)."""
+    fail = kinds["cord"] | kinds["lesion"]
     rows = []
     for site in sorted(table["site"].unique()):
         held = (table["site"] == site).to_numpy()
-        thresholds = fit(table[~held], fail[~held])
+        thresholds = fit(table[~held], {k: v[~held] for k, v in kinds.items()})
         train_hit = flagged(table[~held], thresholds)
         rows.append({"site": site, **_counts(flagged(table[held], thresholds), fail[held]),
                      "train_good_share": float(train_hit[~fail[~held]].mean()) if (~fail[~held]).any() else 0.0,
@@ -172,9 +195,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=THRESHOLDS_FILE, help="default: %(default)s")
     args = parser.parse_args(argv)
     table = read_tables(args.tables)
-    fail = failures(table)
-    rows = leave_site_out(table, fail)
-    final = fit(table, fail)
+    kinds = failure_kinds(table)
+    rows = leave_site_out(table, kinds)
+    final = fit(table, kinds)
     print(markdown(rows, final))
     if args.write:
         command = " ".join(["python3 scripts/tune_qc.py", *map(shlex.quote, map(str, args.tables)), "--write"]

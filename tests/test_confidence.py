@@ -175,9 +175,9 @@ def _table(rng, overlap=False):
 def test_tune_qc_flags_held_out_failures():
     tune = _tune_qc()
     table = _table(np.random.default_rng(0))
-    fail = tune.failures(table)
-    assert fail.sum() == 9
-    rows = tune.leave_site_out(table, fail)
+    kinds = tune.failure_kinds(table)
+    assert tune.failures(table).sum() == 9 and kinds["cord"].sum() == 6 and kinds["lesion"].sum() == 3
+    rows = tune.leave_site_out(table, kinds)
     assert [r["site"] for r in rows] == ["A", "B", "C"]
     for r in rows:
         assert r["failures_flagged"] == r["failures"] == 3, r
@@ -189,11 +189,25 @@ def test_tune_qc_flags_held_out_failures():
 def test_tune_qc_respects_the_good_share_when_nothing_separates():
     tune = _tune_qc()
     table = _table(np.random.default_rng(1), overlap=True)
-    fail = tune.failures(table)
-    for r in tune.leave_site_out(table, fail):
+    kinds, fail = tune.failure_kinds(table), tune.failures(table)
+    for r in tune.leave_site_out(table, kinds):
         assert r["train_good_share"] <= tune.MAX_GOOD_FLAGGED
-    final = tune.fit(table, fail)
+    final = tune.fit(table, kinds)
     assert tune.flagged(table, final)[~fail].mean() <= tune.MAX_GOOD_FLAGGED
+    assert all(v is not None for v in final.values())      # relaxed where it must be, never switched off
+
+
+def test_tune_qc_does_not_tighten_a_cord_flag_for_a_lesion_failure():
+    """A missed lesion on a cord the network found well (Dice 0.93) but with a lowish cord probability is a
+    lesion failure: the cord-confidence threshold stays at its prior instead of rising to catch it."""
+    tune = _tune_qc()
+    rng = np.random.default_rng(3)
+    rows = [_case(site, i, "whole", lesion_dice=0.8, cord_mean_prob=rng.uniform(0.92, 0.97))
+            for site in "AB" for i in range(20)]
+    rows += [_case(site, 50, "gm", lesion_dice=0.0, cord_mean_prob=0.915, lesion_mean_prob=np.nan) for site in "AB"]
+    table = pd.DataFrame(rows)
+    final = tune.fit(table, tune.failure_kinds(table))
+    assert final["cord_mean_prob_min"] == Thresholds().cord_mean_prob_min
 
 
 def test_tune_qc_writes_what_the_app_loads(tmp_path):
