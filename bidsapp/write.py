@@ -130,8 +130,10 @@ def _masks(seg, models) -> list[tuple]:
         masks.append((LESION_MASK, seg.lesion, models.lesion, "lesion",
                        "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
                        "on the input image's grid",
-                       # postprocess.lesion_mask's rule: smaller 3D components are not reported
-                       {"MinimumComponentVolumeMM3": models.lesion.min_volume_mm3}))
+                       # postprocess.lesion_mask's rule: smaller 3D components are not reported, and each
+                       # one found is outlined at the extent threshold
+                       {"MinimumComponentVolumeMM3": models.lesion.min_volume_mm3,
+                        "ExtentThreshold": models.lesion.extent_threshold}))
     return masks
 
 

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Choose the lesion network's threshold and minimum component volume leave-site-out.
+"""Choose the lesion network's threshold, minimum component volume and extent threshold leave-site-out.
 
     python3 scripts/tune_lesion.py RUNS/cv-*-eval-patterns3/eval_patterns_sweep.tsv [--write-card CARD.json]
 
 Input: the sweep tables of ``basicseg-eval --lesion-set patterns`` (every case scored under every rule
-of :data:`basicseg.training.cases.SWEEP_THRESHOLDS` x ``SWEEP_MIN_VOLUMES_MM3``). The rule is chosen for
+of :data:`basicseg.training.cases.SWEEP_THRESHOLDS` x ``SWEEP_MIN_VOLUMES_MM3`` x ``SWEEP_EXTENT_THRESHOLDS``,
+the outline of each lesion found: ``postprocess.lesion_mask``'s hysteresis). The rule is chosen for
 **specificity first**: among the rules that leave at least ``MIN_CLEAN_SHARE`` of the cases without a false
 lesion (a component touching no true lesion voxel: on a healthy copy, anything; on a lesion case, a second
 finding elsewhere in the cord -- every case has lesion-free cord, so a fold of two images has 18 chances
 to show a false lesion, not 2), the one with the best worst-pattern median Dice (every clinical pattern must be measured, not
 the average one); when no rule is that specific, the most specific one. Leave-site-out: each site's
 figures come from the rule chosen on the other sites. With ``--write-card`` the rule chosen on all sites
-is written into the lesion network's model card (``threshold``, ``min_lesion_volume_mm3``), which
-inference reads. Lesions are SIMULATED.
+is written into the lesion network's model card (``threshold``, ``min_lesion_volume_mm3``,
+``extent_threshold``), which inference reads. Lesions are SIMULATED.
 """
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ import pandas as pd
 
 MIN_CLEAN_SHARE = 0.95          # cases (healthy copies and lesion cases) without any false lesion
 HEALTHY = "healthy"
+KEYS = ["threshold", "min_volume_mm3", "extent_threshold"]
+
+
+def read_sweeps(paths) -> pd.DataFrame:
+    """The sweep tables; one written before the extent threshold existed outlines at the threshold."""
+    frames = [pd.read_csv(f, sep="\t", na_values=["n/a"]) for f in paths]
+    sweep = pd.concat(frames, ignore_index=True)
+    if "extent_threshold" not in sweep:
+        sweep["extent_threshold"] = sweep["threshold"]
+    sweep["extent_threshold"] = sweep["extent_threshold"].fillna(sweep["threshold"])
+    return sweep
 
 
 def rule_scores(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -33,7 +45,7 @@ def rule_scores(sweep: pd.DataFrame) -> pd.DataFrame:
     median |volume error|."""
     clean = sweep.assign(clean=lambda t: t["false_lesion_mm3"] == 0)
     lesions = sweep[sweep["kind"] != HEALTHY].assign(abs_err=lambda t: t["lesion_volume_error"].abs())
-    keys = ["threshold", "min_volume_mm3"]
+    keys = KEYS
     per_pattern = lesions.groupby(keys + ["kind"])["lesion_dice"].median().groupby(keys)
     return pd.DataFrame({"clean_share": clean.groupby(keys)["clean"].mean(),
                          "worst_pattern_dice": per_pattern.min(),
@@ -46,8 +58,10 @@ def choose(sweep: pd.DataFrame) -> pd.Series:
     if scores.empty:
         raise SystemExit("tune_lesion: no rows to choose a rule from (a single site cannot be held out)")
     specific = scores[scores["clean_share"] >= MIN_CLEAN_SHARE]
-    if len(specific):
-        return specific.sort_values(["worst_pattern_dice", "median_dice"], ascending=False).iloc[0]
+    if len(specific):   # then the smallest volume error, and the plainer rule (no hysteresis) on a tie
+        specific = specific.assign(hysteresis=specific["extent_threshold"] < specific["threshold"])
+        return specific.sort_values(["worst_pattern_dice", "median_dice", "median_abs_volume_error", "hysteresis"],
+                                    ascending=[False, False, True, True]).iloc[0]
     return scores.sort_values(["clean_share", "worst_pattern_dice"], ascending=False).iloc[0]
 
 
@@ -56,16 +70,19 @@ def held_out(sweep: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for site in sorted(sweep["site"].unique()):
         rule = choose(sweep[sweep["site"] != site])
-        mine = sweep[(sweep["site"] == site) & (sweep["threshold"] == rule["threshold"])
-                     & (sweep["min_volume_mm3"] == rule["min_volume_mm3"])]
-        rows.append(mine.assign(chosen=f"{rule['threshold']:g} / {rule['min_volume_mm3']:g} mm3"))
+        mine = sweep[(sweep["site"] == site) & (sweep[KEYS] == rule[KEYS].to_numpy()).all(axis=1)]
+        rows.append(mine.assign(chosen=describe(rule)))
     return pd.concat(rows)
+
+
+def describe(rule: pd.Series) -> str:
+    return f"{rule['threshold']:g} / {rule['min_volume_mm3']:g} mm3 / {rule['extent_threshold']:g}"
 
 
 def report(table: pd.DataFrame) -> str:
     healthy = table[table["kind"] == HEALTHY]
     lesions = table[table["kind"] != HEALTHY].assign(abs_err=lambda t: t["lesion_volume_error"].abs())
-    lines = ["| held-out site | rule (threshold / min volume) | healthy images without lesion | cases without "
+    lines = ["| held-out site | rule (threshold / min volume / extent) | healthy images without lesion | cases without "
              "false lesion | lesion median Dice |", "|---|---|---|---|---|"]
     for site, part in table.groupby("site"):
         h, les = healthy[healthy["site"] == site], lesions[lesions["site"] == site]
@@ -84,6 +101,7 @@ def write_card(card_path: Path, rule: pd.Series, argv) -> None:
     card = json.loads(card_path.read_text())
     card["threshold"] = float(rule["threshold"])
     card["min_lesion_volume_mm3"] = float(rule["min_volume_mm3"])
+    card["extent_threshold"] = float(rule["extent_threshold"])
     card["threshold_source"] = ("chosen leave-site-out for specificity on SIMULATED cases: "
                                 "python3 scripts/tune_lesion.py " + " ".join(shlex.quote(a) for a in argv))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
@@ -95,10 +113,11 @@ def main(argv=None) -> int:
     p.add_argument("sweeps", nargs="+", type=Path)
     p.add_argument("--write-card", type=Path, help="lesion model card to receive the rule chosen on all sites")
     args = p.parse_args(argv)
-    sweep = pd.concat([pd.read_csv(f, sep="\t") for f in args.sweeps], ignore_index=True)
+    sweep = read_sweeps(args.sweeps)
     print(report(held_out(sweep)))
     rule = choose(sweep)
-    print(f"\nrule on all sites: threshold {rule['threshold']:g}, minimum volume {rule['min_volume_mm3']:g} mm3")
+    print(f"\nrule on all sites: threshold {rule['threshold']:g}, minimum volume {rule['min_volume_mm3']:g} mm3, "
+          f"extent threshold {rule['extent_threshold']:g}")
     if args.write_card:
         write_card(args.write_card, rule, argv)
     return 0

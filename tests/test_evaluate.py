@@ -70,6 +70,10 @@ def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
     assert config.lesion_rule == (0.7, 150.0)
     models = load_models(config)
     assert (models.lesion.threshold, models.lesion.min_volume_mm3) == (0.7, 150.0)
+    assert load_models(resolve_config(["in", "out", "--target", "lesion", "--lesion-rule", "0.7", "150", "0.3"])
+                       ).lesion.extent_threshold == 0.3
+    with pytest.raises(SystemExit):
+        resolve_config(["in", "out", "--lesion-rule", "0.7"])
     cached = load_models(resolve_config(["in", "out", "--target", "lesion"])).lesion
     assert cached is not models.lesion and cached.threshold == float(cached.card["threshold"])
     assert cached.min_volume_mm3 == float(cached.card["min_lesion_volume_mm3"])

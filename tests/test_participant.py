@@ -66,6 +66,7 @@ def test_sidecars_name_sources_and_models(demo_run):
         assert len(side["Model"]["SHA256"]) == 64 and side["Threshold"] == card["threshold"]
         if side["Type"] == "Lesion":
             assert side["MinimumComponentVolumeMM3"] == card.get("min_lesion_volume_mm3", 20.0)
+            assert side["ExtentThreshold"] == (card.get("extent_threshold") or card["threshold"])
         # the shipped lesion model averages each box with its left-right mirror; the cord model does not
         assert side["Model"]["MirrorAverage"] is (side["Type"] == "Lesion")
         # the lesion mask says which components it leaves out

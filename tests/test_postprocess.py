@@ -43,6 +43,28 @@ def test_lesion_components_touching_the_cord_kept_whole(zooms):
     np.testing.assert_array_equal(mask, expected)               # kept whole, beyond the cord mask too
 
 
+def test_hysteresis_outlines_the_lesions_found_at_the_extent_threshold():
+    """Detection at the threshold and minimum volume, outline at the extent threshold: a lesion with a 0.6 core
+    and a 0.35 halo is reported with its halo; a 0.45 blob with no core, however large, is not reported; a core
+    under the minimum volume is not rescued by its halo."""
+    zooms = (0.5, 0.5, 3.0)
+    shape = (60, 60, 12)
+    cord = tube(shape, (30, 30), 8)
+    prob = np.zeros(shape, np.float32)
+    halo = tube(shape, (30, 30), 5) & (np.arange(12) >= 2)[None, None, :] & (np.arange(12) <= 5)[None, None, :]
+    core = tube(shape, (30, 30), 3) & halo
+    prob[halo], prob[core] = 0.35, 0.6
+    doubt = tube(shape, (30, 30), 6) & (np.arange(12) >= 8)[None, None, :]   # large, never above 0.45
+    prob[doubt] = 0.45
+    prob[26, 26, 7] = 0.7                                                   # a one-voxel core in a 0.35 halo
+    prob[24:29, 24:29, 7][prob[24:29, 24:29, 7] == 0] = 0.35
+    np.testing.assert_array_equal(lesion_mask(prob, cord, zooms, 0.5, 20.0), core)
+    with_halo = lesion_mask(prob, cord, zooms, 0.5, 20.0, extent_threshold=0.3)
+    assert (with_halo & halo).sum() == halo.sum() and not (with_halo & doubt).any() and not with_halo[..., 7].any()
+    # at or above the threshold the extent changes nothing
+    np.testing.assert_array_equal(lesion_mask(prob, cord, zooms, 0.5, 20.0, extent_threshold=0.5), core)
+
+
 def test_recentre_moves_boxes_onto_the_found_cord():
     """A path 3 mm posterior of the cord (the localiser against a canal wall) is moved onto the cord;
     slices where no cord was found keep their centre."""

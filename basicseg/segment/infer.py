@@ -63,6 +63,8 @@ class Model:
         self.threshold = float(self.card.get("threshold", 0.5))
         # lesion networks: the smallest component reported, chosen with the threshold (scripts/tune_lesion.py)
         self.min_volume_mm3 = float(self.card.get("min_lesion_volume_mm3") or LESION_MIN_VOLUME_MM3)
+        # and the outline of each lesion found (postprocess.lesion_mask's hysteresis; none: the threshold)
+        self.extent_threshold = float(self.card.get("extent_threshold") or self.threshold)
         self.mirror = bool(self.card.get("mirror_average", False))
         self.name = self.card.get("name", self.path.stem)
 
@@ -84,7 +86,7 @@ class Model:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,
                 "Architecture": self.card.get("architecture"), "Target": self.card.get("target"),
                 "Version": self.card.get("basicseg_version"), "Threshold": self.threshold,
-                "MirrorAverage": self.mirror,
+                "ExtentThreshold": self.extent_threshold, "MirrorAverage": self.mirror,
                 # what computed the probabilities: an ONNX export of File, or File itself
                 "Backend": self.backend, "Runtime": self.runner.runtime,
                 "RunFile": self.runner.file.name, "RunSHA256": self.runner.sha256}

@@ -134,8 +134,8 @@ def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: 
     cord (SCT's definitions): a lesion voxel at the edge of the cord mask would leave the lesion's volume."""
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold,
-                         models.lesion.min_volume_mm3) if lesion_prob is not None else None
+    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold, models.lesion.min_volume_mm3,
+                         models.lesion.extent_threshold) if lesion_prob is not None else None
     if lesion is not None:
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0

@@ -28,6 +28,7 @@ FAILED_CORD_DICE = 0.85         # below it an image's cord is a failure
 # the lesion rule's grid, scored on every case so that scripts/tune_lesion.py can choose it leave-site-out
 SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SWEEP_MIN_VOLUMES_MM3 = (0.0, 10.0, 20.0, 40.0, 80.0)
+SWEEP_EXTENT_THRESHOLDS = (0.2, 0.3, 0.4)    # hysteresis outlines below each threshold (and the threshold itself)
 
 
 @dataclass
@@ -101,17 +102,20 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
 
 
 def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list[dict]:
-    """The lesion scores of this case under every (threshold, minimum volume) of the grid, each kept by
-    touching the cord network's own mask, as in the pipeline (not the cord after the union with a lesion)."""
+    """The lesion scores of this case under every (threshold, minimum volume, extent threshold) of the grid,
+    each kept by touching the cord network's own mask, as in the pipeline (not the cord after the union with
+    a lesion)."""
     if seg.lesion_prob is None:
         return []
     cord = cord_mask(seg.cord_prob, cord_threshold)
     rows = []
     for t in SWEEP_THRESHOLDS:
         for v in SWEEP_MIN_VOLUMES_MM3:
-            mask = lesion_mask(seg.lesion_prob, cord, case.volume.zooms, t, v)
-            rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
-                         "threshold": t, "min_volume_mm3": v} | lesion_scores(case, mask, case.volume.zooms))
+            for e in [e for e in SWEEP_EXTENT_THRESHOLDS if e < t] + [t]:
+                mask = lesion_mask(seg.lesion_prob, cord, case.volume.zooms, t, v, e)
+                rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
+                             "threshold": t, "min_volume_mm3": v, "extent_threshold": e}
+                            | lesion_scores(case, mask, case.volume.zooms))
     return rows
 
 

@@ -73,7 +73,8 @@ def load_models(config: EvalConfig) -> Models:
         # a fold network scored under the rule shipped with the final one: the cases (and their QC summary)
         # are then what the app would report; a copy, so the cached model keeps its card's rule
         lesion = copy.copy(models.lesion)
-        lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule
+        lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
+        lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
         models = dataclasses.replace(models, lesion=lesion)
     return models
 
@@ -179,8 +180,8 @@ def parser() -> argparse.ArgumentParser:
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
-    p.add_argument("--lesion-rule", nargs=2, type=float, metavar=("THRESHOLD", "MIN_MM3"),
-                   help="lesion threshold and smallest component reported, instead of the lesion card's "
+    p.add_argument("--lesion-rule", nargs="+", type=float, metavar="T",
+                   help="THRESHOLD MIN_MM3 [EXTENT_THRESHOLD]: the lesion rule instead of the lesion card's "
                         "(e.g. a fold network under the final network's rule)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--nprocs", type=int)
@@ -189,7 +190,11 @@ def parser() -> argparse.ArgumentParser:
 
 def resolve_config(argv) -> EvalConfig:
     """The command line as an :class:`EvalConfig` (argparse's usage errors exit 2 as before)."""
-    return EvalConfig.from_namespace(parser().parse_args(argv), argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.lesion_rule is not None and len(args.lesion_rule) not in (2, 3):
+        p.error("--lesion-rule takes THRESHOLD MIN_MM3 [EXTENT_THRESHOLD]")
+    return EvalConfig.from_namespace(args, argv)
 
 
 def main(argv=None) -> int:
