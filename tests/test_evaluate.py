@@ -9,7 +9,8 @@ import pytest
 from basicseg.networks.registry import DEFAULT_MODELS, resolve_model, sha256
 from basicseg.training.config import EvalConfig
 from basicseg.training.data import Example
-from basicseg.training.evaluate import IMAGE_COLUMNS, SLICE_COLUMNS, load_models, main, resolve_config, score
+from basicseg.training.evaluate import (IMAGE_COLUMNS, QC_COLUMNS, SLICE_COLUMNS, load_models, main, resolve_config,
+                                        score)
 
 # Floors under the shipped networks' scores on the demo (cord: 0.96 and 0.97 when written; lesion: 0.69
 # and 0.85), low enough for another CPU's rounding, high enough to catch a broken pipeline.
@@ -88,7 +89,7 @@ def test_cord_evaluation_of_the_demo_with_the_shipped_networks(tmp_path, demo_da
     out = tmp_path / "eval"
     assert main([str(demo_dataset), str(out), "--subjects", "unf01", "9418", "--nprocs", "2"]) == 0
     table = pd.read_csv(out / "eval_cord_images.tsv", sep="\t")
-    assert tuple(table.columns) == IMAGE_COLUMNS
+    assert tuple(table.columns) == IMAGE_COLUMNS + QC_COLUMNS
     assert sorted(table["image"]) == ["sub-9418_run-1_T2starw", "sub-unf01_T2w"]
     assert (table["dice"] > CORD_DICE_FLOOR).all() and (table["hd95_mm"] < CORD_HD95_CEILING_MM).all()
     assert set(table["site"]) == {"UCL", "unf (spine-generic; IUGM)"}
@@ -105,13 +106,23 @@ def test_cord_evaluation_of_the_demo_with_the_shipped_networks(tmp_path, demo_da
         "sub-unf01/anat/sub-unf01_T2w.nii.gz", "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz"]
 
 
+def test_a_bright_cord_contrast_is_scored_with_its_qc_summary(tmp_path, demo_dataset):
+    """--contrast bright-cord: the image recoloured (cord nearly as bright as its CSF), the same reference cord,
+    the QC summary of the app in the row."""
+    out = tmp_path / "eval"
+    assert main([str(demo_dataset), str(out), "--subjects", "9418", "--contrast", "bright-cord", "--nprocs", "2"]) == 0
+    table = pd.read_csv(out / "eval_cord_images.tsv", sep="\t")
+    assert list(table["contrast"]) == ["bright-cord"] and table["qc_cord_mean_prob"].between(0, 1).all()
+    assert table.loc[0, "ref_voxels"] > 0 and 0 <= table.loc[0, "dice"] <= 1
+
+
 def test_lesion_evaluation_finds_the_simulated_lesions(tmp_path, demo_dataset):
     out = tmp_path / "eval"
     args = [str(demo_dataset), str(out), "--target", "lesion", "--lesions-per-image", "1",
             "--subjects", "errsm11", "unf01", "--nprocs", "2"]
     assert main(args) == 0
     table = pd.read_csv(out / "eval_lesion_images.tsv", sep="\t")
-    assert tuple(table.columns) == IMAGE_COLUMNS + LESION_COLUMNS
+    assert tuple(table.columns) == IMAGE_COLUMNS + LESION_COLUMNS + QC_COLUMNS
     assert sorted(table["image"]) == ["sub-errsm11_T2w_sim-1", "sub-unf01_T2w_sim-1"]
     assert (table["lesion_tp"] == 1).all() and (table["dice"] > LESION_DICE_FLOOR).all()
     settings = json.loads((out / "settings.json").read_text())

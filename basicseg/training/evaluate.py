@@ -3,6 +3,7 @@
     basicseg-eval BIDS_DIR OUT_DIR --target cord [--cord-model M] [--sites SITE ...]
     basicseg-eval BIDS_DIR OUT_DIR --target lesion --lesions-per-image 2   # SIMULATED lesions
     basicseg-eval BIDS_DIR OUT_DIR --target lesion --lesion-set patterns   # clinical patterns + healthy copies
+    basicseg-eval BIDS_DIR OUT_DIR --target cord --contrast bright-cord    # a contrast no training site has
 
 Writes ``<OUT_DIR>/eval_<target>_images.tsv`` (per image: Dice over the labelled slices, HD95, volume
 error, and for lesions lesion-wise precision/recall/F1), ``eval_<target>_slices.tsv`` (per-slice
@@ -10,7 +11,8 @@ Dice) and ``settings.json`` (the resolved options, the networks' SHA-256, versio
 prints a summary. With ``--lesion-set patterns``: ``eval_patterns.tsv`` (one row per case, scored by
 :mod:`basicseg.training.cases`) and ``eval_patterns_sweep.tsv`` (every case under every lesion threshold
 and minimum volume, for ``scripts/tune_lesion.py``). Lesion scores are on SIMULATED lesions inserted into
-real images: there are no public contusion labels.
+real images: there are no public contusion labels. ``--contrast bright-cord`` recolours every image first
+(:mod:`basicseg.training.contrast`); each row says its ``contrast``, and carries the app's QC summary.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from basicseg.io import write_tsv
+from basicseg.measure.confidence import COLUMN_PREFIX, SUMMARY_KEYS, confidence_summary, row_columns
 from basicseg.measure.scores import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
 from basicseg.segment.infer import configure_tensorflow
 from basicseg.segment.load import AxialVolume
@@ -32,12 +35,14 @@ from basicseg.segment.pipeline import Models, segment
 from basicseg.training import settings as run_settings
 from basicseg.training import cases as unseen
 from basicseg.training.config import EVAL_TARGETS, LESION_SETS, EvalConfig
+from basicseg.training.contrast import CONTRASTS, with_contrast
 from basicseg.training.data import Example, load_examples
 
 log = logging.getLogger("basicseg")
 
 IMAGE_COLUMNS = ("image", "subject", "site", "suffix", "dice", "hd95_mm", "volume_error", "ref_voxels", "pred_voxels")
 SLICE_COLUMNS = ("image", "subject", "slice", "dice")
+QC_COLUMNS = ("contrast",) + tuple(COLUMN_PREFIX + k for k in SUMMARY_KEYS)    # after the scores, every row
 SUMMARY_COLUMNS = ("dice", "hd95_mm", "volume_error")
 
 
@@ -58,12 +63,12 @@ def score(name, example, pred, ref, target, zooms) -> tuple[dict, pd.DataFrame]:
 
 def select_examples(config: EvalConfig) -> list[Example]:
     examples = load_examples(config.bids_dir, config.suffix, config.subjects,
-                             with_gm=config.lesion_set == "patterns")
+                             with_gm=config.lesion_set == "patterns" or config.contrast != "native")
     if config.sites:
         examples = [e for e in examples if e.site in config.sites]
     if not examples:
         raise SystemExit("no labelled images selected")
-    return examples
+    return [with_contrast(e, config.contrast) for e in examples]
 
 
 def load_models(config: EvalConfig) -> Models:
@@ -98,6 +103,8 @@ def evaluate_case(name, example, volume, ref, models: Models, config: EvalConfig
     seg = segment(volume, models, "auto", recentre_passes=config.recentre_passes, lesion_mirror=config.mirror)
     pred = seg.cord if config.target == "cord" else seg.lesion
     row, per_slice = score(name, example, pred, ref, config.target, volume.zooms)
+    row |= {"contrast": config.contrast} | row_columns(
+        confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, volume.zooms))
     print(f"{name:40s} {example.site[:28]:28s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.2f} mm", flush=True)
     return row, per_slice
 
@@ -140,7 +147,7 @@ def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFr
         for case in unseen.pattern_cases(e, config.lesions_per_image, rng):
             seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes,
                           lesion_mirror=config.mirror)
-            rows.append(unseen.score_case(case, e, seg, models.cord.threshold))
+            rows.append(unseen.score_case(case, e, seg, models.cord.threshold) | {"contrast": config.contrast})
             sweep += unseen.sweep_case(case, e, seg, models.cord.threshold)
             r = rows[-1]
             print(f"{case.name:44s} {e.site[:24]:24s} cord {r['cord_dice']:.3f} lesion {r['lesion_dice']:.3f} "
@@ -180,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
+    p.add_argument("--contrast", choices=CONTRASTS, default=d.contrast,
+                   help="bright-cord: every image recoloured, its cord nearly as bright as its CSF, its grey matter "
+                        "visible (basicseg.training.contrast)")
     p.add_argument("--lesion-rule", nargs="+", type=float, metavar="T",
                    help="THRESHOLD MIN_MM3 [EXTENT_THRESHOLD]: the lesion rule instead of the lesion card's "
                         "(e.g. a fold network under the final network's rule)")
