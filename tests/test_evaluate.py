@@ -78,6 +78,8 @@ def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
     cached = load_models(resolve_config(["in", "out", "--target", "lesion"])).lesion
     assert cached is not models.lesion and cached.threshold == float(cached.card["threshold"])
     assert cached.min_volume_mm3 == float(cached.card["min_lesion_volume_mm3"])
+    mirrored = load_models(resolve_config(["in", "out", "--cord-mirror"]))
+    assert mirrored.cord.mirror is True and load_models(resolve_config(["in", "out"])).cord.mirror is False
 
 
 def test_no_selected_image_is_an_error(tmp_path, demo_dataset):

@@ -124,6 +124,7 @@ class EvalConfig(_Config):
     lesion_set: str = "spindle"
     recentre_passes: int = RECENTRE_PASSES
     mirror: bool | None = None
+    cord_mirror: bool | None = None
     contrast: str = "native"
     lesion_rule: tuple | None = None     # (threshold, minimum volume mm3[, extent threshold]) instead of the card's
     seed: int = EVAL_SEED

@@ -81,6 +81,10 @@ def load_models(config: EvalConfig) -> Models:
         lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
         lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
         models = dataclasses.replace(models, lesion=lesion)
+    if config.cord_mirror is not None:     # test-time augmentation of the cord network, measured before shipped
+        cord = copy.copy(models.cord)
+        cord.mirror = config.cord_mirror
+        models = dataclasses.replace(models, cord=cord)
     return models
 
 
@@ -187,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
                    help="passes that recentre the boxes on the cord found before (0: the localiser's path only)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
+    p.add_argument("--cord-mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="average the cord network over each box and its left-right mirror (default: as its model card says)")
     p.add_argument("--contrast", choices=CONTRASTS, default=d.contrast,
                    help="bright-cord: every image recoloured, its cord nearly as bright as its CSF, its grey matter "
                         "visible (basicseg.training.contrast)")
