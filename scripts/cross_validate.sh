@@ -13,6 +13,10 @@ set -euo pipefail
 BIDS=${1:-../shared/data/spine-public}
 RUNS=${2:-train_runs}
 PATTERN_SEEDS=${PATTERN_SEEDS:-2}
+# the fold networks are scored under the shipped lesion network's rule (threshold, minimum volume, extent), so
+# that their cases and QC summaries are what the app would report
+RULE=$(python -c "import json, sys; c = json.load(open(sys.argv[1])); t = c.get('threshold', 0.5); \
+print(t, c.get('min_lesion_volume_mm3') or 20, c.get('extent_threshold') or t)" basicseg/networks/weights/lesion-basicseg3.json)
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")
@@ -30,7 +34,7 @@ for f in A B C; do
   if [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]]; then
     python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesion-set patterns \
       --lesions-per-image "$PATTERN_SEEDS" --cord-model "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras" \
-      --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}"
+      --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}" --lesion-rule $RULE
   fi
   cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"      # the default cord network, else BASICseg-1
   [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"
