@@ -63,6 +63,11 @@ def test_hysteresis_outlines_the_lesions_found_at_the_extent_threshold():
     assert (with_halo & halo).sum() == halo.sum() and not (with_halo & doubt).any() and not with_halo[..., 7].any()
     # at or above the threshold the extent changes nothing
     np.testing.assert_array_equal(lesion_mask(prob, cord, zooms, 0.5, 20.0, extent_threshold=0.5), core)
+    # the outline grows into the cord only: a halo reaching past the cord's edge stops at it
+    wide = tube(shape, (30, 30), 11) & halo
+    prob[wide & ~core] = 0.35
+    grown = lesion_mask(prob, cord, zooms, 0.5, 20.0, extent_threshold=0.3)
+    np.testing.assert_array_equal(grown, core | (wide & cord))
 
 
 def test_recentre_moves_boxes_onto_the_found_cord():
