@@ -69,7 +69,8 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
     flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
     if seg.volume.nonfinite_voxels:
         flags.append("nonfinite_voxels")
-    summary = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, seg.volume.zooms)
+    summary = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, seg.volume.zooms,
+                                 seg.volume.data)
     flags += confidence_flags(summary)
     row = {**write.identity(job), "status": "ok", **metrics,
            "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),

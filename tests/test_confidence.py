@@ -80,6 +80,23 @@ def test_uncertain_band_does_not_depend_on_the_voxel_size(demo):
     assert bands[1] == pytest.approx(bands[0], rel=0.35)
 
 
+def test_a_cord_as_bright_as_its_csf_is_flagged(demo_t2star):
+    """The real T2*w demo image tells its cord from the CSF (|ln ratio| > 0.5); recoloured with its cord nearly
+    as bright as the CSF (basicseg.training.contrast, the unseen site that broke the cord network) it raises
+    low_cord_contrast, whatever the network's confidence."""
+    from basicseg.training.contrast import bright_cord
+
+    volume, cord = demo_t2star
+    prob = _confident(cord)
+    native = confidence_summary(prob, cord, None, None, volume.zooms, volume.data)
+    assert native["cord_csf_contrast"] > 0.5 and confidence_flags(native, Thresholds()) == []
+    bright = bright_cord(volume.data, cord, np.zeros_like(cord), volume.zooms)
+    summary = confidence_summary(prob, cord, None, None, volume.zooms, bright)
+    assert summary["cord_csf_contrast"] < Thresholds().cord_csf_contrast_min
+    assert confidence_flags(summary, Thresholds()) == ["low_cord_contrast"]
+    assert math.isnan(confidence_summary(prob, cord, None, None, volume.zooms)["cord_csf_contrast"])
+
+
 def test_a_slice_twice_as_wide_is_implausible(demo):
     cord, _, zooms = demo
     wide = cord.copy()
@@ -147,7 +164,7 @@ def _tune_qc():
 def _case(site, i, case, cord_dice=0.93, false_lesion=np.nan, lesion_dice=np.nan, **summary):
     row = {"site": site, "image": f"{site}-{i}", "case": case, "cord_dice": cord_dice,
            "false_lesion_mm3": false_lesion, "lesion_dice": lesion_dice,
-           "cord_mean_prob": 0.95, "cord_uncertain_band": 1.0, "csa_median_mm2": 60.0, "csa_cv": 0.05,
+           "cord_mean_prob": 0.95, "cord_uncertain_band": 1.0, "cord_csf_contrast": 0.8, "csa_median_mm2": 60.0, "csa_cv": 0.05,
            "csa_max_jump": 0.1, "lesion_volume_mm3": 0.0 if case == "healthy" else 300.0,
            "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0}
     return row | summary
@@ -238,8 +255,9 @@ def test_group_collect_reads_the_qc_columns(tmp_path, demo):
     from bidsapp.group.state import GroupState
 
     cord, lesion, zooms = demo
-    with_lesion = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms)
-    without = confidence_summary(_confident(cord), cord, None, None, zooms)
+    image = load_axial(DEMO / "sub-test001" / "anat" / "sub-test001_T2w.nii.gz").data
+    with_lesion = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, zooms, image)
+    without = confidence_summary(_confident(cord), cord, None, None, zooms, image)
     for label, summary in (("01", with_lesion), ("02", without)):
         row = {"participant_id": f"sub-{label}", "session_id": "n/a", "status": "ok", "cord_volume_mm3": 900.0,
                **row_columns(summary), "qc_flags": ";".join(confidence_flags(summary, Thresholds())),

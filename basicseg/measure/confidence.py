@@ -38,13 +38,20 @@ UNCERTAIN_LOW = 0.2
 UNCERTAIN_HIGH = 0.8
 EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neighbours: the cord's edge per slice
 
-SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "csa_median_mm2", "csa_cv", "csa_max_jump",
+# the cord's contrast against the CSF around it: its interior (more than CORD_INTERIOR_MM in from its edge)
+# against a ring CSF_RING_MM outside it
+CORD_INTERIOR_MM = 0.5
+CSF_RING_MM = (0.5, 2.5)
+
+SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "cord_csf_contrast", "csa_median_mm2", "csa_cv",
+                "csa_max_jump",
                 "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components")
 
 # flag, summary key, threshold, direction: the flag is raised when the key is below ("min") or above ("max")
 # the threshold; a NaN key or a None threshold never raises it (e.g. no lesion -> no uncertain_lesion)
 RULES = (("low_cord_confidence", "cord_mean_prob", "cord_mean_prob_min", "min"),
          ("uncertain_cord_boundary", "cord_uncertain_band", "cord_uncertain_band_max", "max"),
+         ("low_cord_contrast", "cord_csf_contrast", "cord_csf_contrast_min", "min"),
          ("implausible_cord_shape", "csa_cv", "csa_cv_max", "max"),
          ("implausible_cord_shape", "csa_max_jump", "csa_max_jump_max", "max"),
          ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"))
@@ -59,6 +66,9 @@ class Thresholds:
     """Defaults are untuned placeholders (module docstring); None switches a test off."""
     cord_mean_prob_min: float | None = 0.90          # confident cords scored 0.93-0.96, the failed site 0.81
     cord_uncertain_band_max: float | None = 2.5      # voxels of doubt per edge voxel: a sharp rim is ~1
+    # |ln(cord / CSF)| below 0.3: the cord within ~25 % of its CSF's brightness. The nine T2w / T2*w images
+    # here read 0.53-1.28; the unseen site whose cord was nearly as bright as its CSF broke the cord network
+    cord_csf_contrast_min: float | None = 0.3
     csa_cv_max: float | None = 0.35                  # manual cords vary 3-9 % along a cervical FOV
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
     lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
@@ -78,6 +88,24 @@ def _cord_confidence(cord_prob: np.ndarray, cord: np.ndarray) -> dict:
     # its share of the cord's voxels doubles from a 0.5 mm to a 1 mm grid (which flagged every 1 mm site)
     edge = int(np.count_nonzero(cord[:, :, on] & ~ndimage.binary_erosion(cord[:, :, on], EDGE)))
     return {"cord_mean_prob": float(cord_prob[cord].mean()), "cord_uncertain_band": uncertain / edge}
+
+
+def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
+    """|ln(median cord interior / median CSF ring)| over the cord's slices: how far the image tells the cord
+    from the CSF around it (on T2 contrasts the cord is darker; the sign is dropped)."""
+    if image is None or not cord.any():
+        return {"cord_csf_contrast": NAN}
+    inner, ring = np.zeros_like(cord), np.zeros_like(cord)
+    for k in np.flatnonzero(cord.any(axis=(0, 1))):
+        inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > CORD_INTERIOR_MM
+        out = ndimage.distance_transform_edt(~cord[:, :, k], sampling=zooms[:2])
+        ring[:, :, k] = (out > CSF_RING_MM[0]) & (out <= CSF_RING_MM[1])
+    if not inner.any():
+        inner = cord
+    cord_level, csf_level = np.nanmedian(image[inner]), np.nanmedian(image[ring])
+    if not (cord_level > 0 and csf_level > 0):
+        return {"cord_csf_contrast": NAN}
+    return {"cord_csf_contrast": float(abs(np.log(cord_level / csf_level)))}
 
 
 def _cord_shape(cord: np.ndarray, zooms) -> dict:
@@ -104,12 +132,13 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
 
 
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
-                       lesion: np.ndarray | None, zooms) -> dict:
+                       lesion: np.ndarray | None, zooms, image: np.ndarray | None = None) -> dict:
     """Keys :data:`SUMMARY_KEYS` (floats; lesion keys NaN without a lesion map).
 
     ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
-    (in-plane 4-connected), the width in voxels of the band of doubt; ``csa_median_mm2``,
+    (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: |ln(median
+    ``image`` in the cord's interior / in a 0.5-2.5 mm ring outside it)| (NaN without ``image``); ``csa_median_mm2``,
     ``csa_cv`` (std / mean) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
     slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
     when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
@@ -122,7 +151,7 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
         lesion = np.asarray(lesion).astype(bool, copy=False)
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
-    out = {**_cord_confidence(cord_prob, cord), **_cord_shape(cord, zooms),
+    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms), **_cord_shape(cord, zooms),
            **_lesion_confidence(lesion_prob, lesion, cord, zooms)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 

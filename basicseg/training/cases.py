@@ -95,7 +95,7 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
     """One case's row: identity, cord and lesion scores, and the QC summary the app writes."""
     zooms = case.volume.zooms
     lesion = seg.lesion if seg.lesion is not None else np.zeros_like(seg.cord)
-    qc = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, zooms)
+    qc = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, zooms, case.volume.data)
     return ({"image": example.name, "case": case.name, "kind": case.kind, "subject": example.subject,
              "site": example.site, "suffix": example.suffix}
             | cord_scores(case, seg, cord_threshold) | lesion_scores(case, lesion, zooms) | row_columns(qc))

@@ -41,6 +41,8 @@ FLAG_TEXT = {
                            "threshold): check the cord outline on every slice.",
     "uncertain_cord_boundary": "Many voxels on the cord's slices have an undecided cord probability: the "
                                "outline may be wrong.",
+    "low_cord_contrast": "The cord is nearly as bright as the CSF around it, a contrast the networks were not "
+                         "validated on: the outline may leak into the CSF or miss cord.",
     "implausible_cord_shape": "The cord's area varies or jumps between slices more than a real cord's does: "
                               "look for slices where the mask leaks or misses cord.",
     "uncertain_lesion": "The lesion network was unsure of this lesion (low mean probability): it may be a "
