@@ -26,16 +26,16 @@ def _tune():
 
 
 def _sweep(sites=("A", "B", "C"), hysteresis_dice=None) -> pd.DataFrame:
-    """Per site one healthy case and two lesion cases under two rules: the lenient one (0.3, 0 mm3) finds
+    """Per site one healthy case and two lesion cases under two rules: the lenient one (0.5, 10 mm3) finds
     more of the lesions but leaves a false lesion on site B's healthy cord; the strict one (0.6, 40) is clean.
     With ``hysteresis_dice``, a third rule: the strict one outlined at 0.3, as clean, with that Dice."""
     rows = []
-    rules = [((0.3, 0.0, 0.3), 0.80, 12.0), ((0.6, 40.0, 0.6), 0.70, 0.0)]
+    rules = [((0.5, 10.0, 0.5), 0.80, 12.0), ((0.6, 40.0, 0.6), 0.70, 0.0)]
     if hysteresis_dice is not None:
         rules.append(((0.6, 40.0, 0.3), hysteresis_dice, 0.0))
     for site in sites:
         for rule, dice, false in rules:
-            false = false if site == "B" or rule[0] != 0.3 else 0.0
+            false = false if site == "B" or rule[0] != 0.5 else 0.0
             base = {"site": site, "suffix": "T2w", "threshold": rule[0], "min_volume_mm3": rule[1],
                     "extent_threshold": rule[2]}
             rows.append(base | {"case": f"{site}_healthy", "kind": "healthy", "lesion_dice": float("nan"),
@@ -49,11 +49,24 @@ def _sweep(sites=("A", "B", "C"), hysteresis_dice=None) -> pd.DataFrame:
 
 def test_the_rule_is_specific_first():
     tune = _tune()
-    rule = tune.choose(_sweep())                           # 8/9 cases clean at 0.3: below 95 %
+    rule = tune.choose(_sweep())                           # 8/9 cases clean at 0.5 / 10: below 95 %
     assert (rule["threshold"], rule["min_volume_mm3"]) == (0.6, 40.0)
     clean = _sweep(("A", "C"))                             # without site B the lenient rule is clean and better
     rule = tune.choose(clean)
-    assert (rule["threshold"], rule["min_volume_mm3"]) == (0.3, 0.0)
+    assert (rule["threshold"], rule["min_volume_mm3"]) == (0.5, 10.0)
+
+
+def test_detection_under_half_or_of_fragments_is_never_chosen():
+    """Clean and better on these sites, a rule detecting at 0.3 or reporting 5 mm3 fragments is still not taken;
+    on a tie of the worst pattern the strictest detection is."""
+    tune = _tune()
+    sweep = _sweep(("A", "C"))
+    for rule in ((0.3, 10.0), (0.6, 5.0)):
+        sweep = pd.concat([sweep, _sweep(("A", "C")).query("threshold == 0.5").assign(
+            threshold=rule[0], min_volume_mm3=rule[1], extent_threshold=rule[0], lesion_dice=0.95)])
+    tied = _sweep(("A", "C")).query("threshold == 0.5").assign(threshold=0.7, extent_threshold=0.7)
+    rule = tune.choose(pd.concat([sweep, tied]))
+    assert (rule["threshold"], rule["min_volume_mm3"]) == (0.7, 10.0)
 
 
 def test_hysteresis_is_chosen_when_it_outlines_better_and_not_on_a_tie():
@@ -75,10 +88,10 @@ def test_each_site_is_scored_with_the_rule_of_the_others():
     held = _tune().held_out(_sweep())
     chosen = held.groupby("site")["chosen"].first()
     # B is held out: A and C alone prefer the lenient rule, which is then applied to B (and shows its false lesion)
-    assert chosen["B"] == "0.3 / 0 mm3 / 0.3" and chosen["A"] == chosen["C"] == "0.6 / 40 mm3 / 0.6"
+    assert chosen["B"] == "0.5 / 10 mm3 / 0.5" and chosen["A"] == chosen["C"] == "0.6 / 40 mm3 / 0.6"
     assert held.loc[(held["site"] == "B") & (held["kind"] == "healthy"), "pred_lesion_mm3"].item() == 12.0
     text = _tune().report(held)
-    assert "| B | 0.3 / 0 mm3 / 0.3 | 0/1 | 2/3 |" in text and "healthy cases without any false lesion: 2/3" in text
+    assert "| B | 0.5 / 10 mm3 / 0.5 | 0/1 | 2/3 |" in text and "healthy cases without any false lesion: 2/3" in text
 
 
 def test_the_card_rule_reaches_inference(tmp_path):
