@@ -1,5 +1,6 @@
 """The experimental BASIC score through the app: --basic-score at the participant level, the grade
 against the motor scores at the group level (the demo's SIMULATED lesions)."""
+import json
 import shutil
 
 import nibabel as nib
@@ -12,7 +13,10 @@ from bidsapp.cli import main
 from conftest import DEMO
 
 pytestmark = pytest.mark.slow
-SUBJECTS = ("errsm11", "errsm21", "test001", "unf01")
+SUBJECTS = ("errsm11", "errsm21", "test001", "unf01", "9418")
+# sub-9418 (healthy cord, grade 0) gets the full lower-extremity motor score: a control, so that the grades
+# vary whatever grade the lesion network gives the four SIMULATED lesions
+CONTROL = ("sub-9418\tn/a\tn/a", "sub-9418\t50\t50")
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +29,15 @@ def graded(tmp_path_factory):
         (shutil.copytree if src.is_dir() else shutil.copy)(src, bids / name)
     for s in SUBJECTS:
         shutil.copytree(DEMO / f"sub-{s}", bids / f"sub-{s}")
+    motor = bids / "phenotype" / "motor.tsv"
+    assert CONTROL[0] in motor.read_text()
+    motor.write_text(motor.read_text().replace(*CONTROL))
     out = root / "out"
     code = main([str(bids), str(out), "participant", "--basic-score", "--skip-bids-validation"])
+    t2star = root / "t2star.json"             # the control is a T2*w image: its own participant run
+    t2star.write_text(json.dumps({"t2w": {"suffix": "T2starw"}}))
+    code |= main([str(bids), str(out), "participant", "--basic-score", "--skip-bids-validation",
+                  "--bids-filter-file", str(t2star), "--participant-label", "9418"])
     group = main([str(bids), str(out), "group"])
     return out, code, group
 

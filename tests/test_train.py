@@ -173,3 +173,13 @@ def test_weight_average_is_what_is_shipped(tmp_path, demo_dataset):
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(kept, shipped.trainable_variables))
     assert not all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(shipped.trainable_variables,
                                                                          raw.trainable_variables))
+
+
+def test_the_card_says_where_a_resumed_run_restarted_its_decay():
+    from basicseg.training.card import restarts
+
+    decay = [{"epoch": e, "learning_rate": 1e-3 * (1 - e / 9)} for e in range(1, 9)]
+    resumed = decay + [{"epoch": 9, "learning_rate": 6e-4}, {"epoch": 10, "learning_rate": 5e-4}]
+    assert restarts(decay) == ""
+    assert restarts(resumed) == "; restarted at epoch 9 (resumed with more --epochs)"
+    assert restarts([{"epoch": 1, "learning_rate": None}, {"epoch": 2, "learning_rate": 1e-3}]) == ""

@@ -83,9 +83,18 @@ def describe_training(config, state: dict, validated: bool, batch_size: int) -> 
         "selection": "best validation Dice" if validated else "last epoch (no held-out images)",
         "best_validation_dice": state["best_dice"] if validated else None,
         "steps_per_epoch": config.steps, "batch_size": batch_size, "learning_rate": config.learning_rate,
-        "learning_rate_schedule": schedule_description(), "loss": LOSS, "optimizer": OPTIMIZER,
+        "learning_rate_schedule": schedule_description() + restarts(state.get("history", [])),
+        "loss": LOSS, "optimizer": OPTIMIZER,
         "seed": config.seed, "weight_averaging": averaging,
     }
+
+
+def restarts(history: list[dict]) -> str:
+    """The epochs where the rate rose again: a run resumed with more --epochs starts a second decay."""
+    rates = [row.get("learning_rate") for row in history]
+    up = [history[i]["epoch"] for i in range(1, len(rates))
+          if rates[i] is not None and rates[i - 1] is not None and rates[i] > rates[i - 1] * 1.01]
+    return f"; restarted at epoch {', '.join(map(str, up))} (resumed with more --epochs)" if up else ""
 
 
 def model_card(config, train_ex, val_ex, state: dict, validated: bool, batch_size: int, device: str) -> dict:
