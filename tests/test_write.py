@@ -22,6 +22,7 @@ class FakeModel:
     name: str
     threshold: float = 0.5
     min_volume_mm3: float = 20.0
+    extent_threshold: float = 0.5
 
     def provenance(self):
         return {"Name": self.name, "SHA256": "0" * 64}
