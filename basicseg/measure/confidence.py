@@ -90,16 +90,24 @@ def _cord_confidence(cord_prob: np.ndarray, cord: np.ndarray) -> dict:
     return {"cord_mean_prob": float(cord_prob[cord].mean()), "cord_uncertain_band": uncertain / edge}
 
 
+def ring_around(cord: np.ndarray, zooms, near_mm: float, far_mm: float) -> np.ndarray:
+    """The voxels near_mm < d <= far_mm outside the cord, in-plane, on the cord's slices (the CSF around it)."""
+    ring = np.zeros_like(cord, dtype=bool)
+    for k in np.flatnonzero(cord.any(axis=(0, 1))):
+        out = ndimage.distance_transform_edt(~cord[:, :, k], sampling=zooms[:2])
+        ring[:, :, k] = (out > near_mm) & (out <= far_mm)
+    return ring
+
+
 def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
     """|ln(median cord interior / median CSF ring)| over the cord's slices: how far the image tells the cord
     from the CSF around it (on T2 contrasts the cord is darker; the sign is dropped)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
-    inner, ring = np.zeros_like(cord), np.zeros_like(cord)
+    inner = np.zeros_like(cord)
     for k in np.flatnonzero(cord.any(axis=(0, 1))):
         inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > CORD_INTERIOR_MM
-        out = ndimage.distance_transform_edt(~cord[:, :, k], sampling=zooms[:2])
-        ring[:, :, k] = (out > CSF_RING_MM[0]) & (out <= CSF_RING_MM[1])
+    ring = ring_around(cord, zooms, *CSF_RING_MM)
     if not inner.any():
         inner = cord
     cord_level, csf_level = np.nanmedian(image[inner]), np.nanmedian(image[ring])

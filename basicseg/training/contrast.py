@@ -16,6 +16,7 @@ from dataclasses import replace
 import numpy as np
 from scipy import ndimage
 
+from basicseg.measure.confidence import ring_around
 from basicseg.training.data import Example
 
 CONTRASTS = ("native", "bright-cord")
@@ -31,10 +32,7 @@ def bright_cord(data: np.ndarray, cord: np.ndarray, gm: np.ndarray, zooms) -> np
     cord = cord.astype(bool)
     gm = gm.astype(bool) & cord
     wm = cord & ~gm
-    ring = np.zeros_like(cord)
-    for k in np.flatnonzero(cord.any(axis=(0, 1))):
-        ring[:, :, k] = ~cord[:, :, k] & (ndimage.distance_transform_edt(~cord[:, :, k], sampling=zooms[:2])
-                                          <= CSF_RING_MM)
+    ring = ring_around(cord, zooms, 0.0, CSF_RING_MM)
     if not wm.any() or not ring.any():
         return data
     wm_gain = CORD_TO_CSF * float(np.median(data[ring])) / max(float(np.median(data[wm])), 1e-6)
