@@ -80,6 +80,9 @@ def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
     assert cached.min_volume_mm3 == float(cached.card["min_lesion_volume_mm3"])
     mirrored = load_models(resolve_config(["in", "out", "--cord-mirror"]))
     assert mirrored.cord.mirror is True and load_models(resolve_config(["in", "out"])).cord.mirror is False
+    shifted = load_models(resolve_config(["in", "out", "--cord-shift", "1"])).cord
+    assert shifted.shifts == ((5, 0), (-5, 0), (0, 5), (0, -5))       # 1 mm in 0.2 mm box pixels
+    assert load_models(resolve_config(["in", "out"])).cord.shifts == ()
 
 
 def test_no_selected_image_is_an_error(tmp_path, demo_dataset):

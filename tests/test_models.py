@@ -286,6 +286,28 @@ def test_mirror_average_follows_the_model_card(tmp_path):
     np.testing.assert_allclose(symmetric, symmetric[:, ::-1], atol=1e-6)
 
 
+def test_shift_average_follows_the_model_card(tmp_path):
+    """With the card's ``shift_average_px`` each box is also predicted shifted and shifted back: the views
+    line up, so the average of a network that commutes with shifts is its plain prediction."""
+    import json
+    from basicseg.segment.infer import Model
+
+    path = tmp_path / "cord-basicseg1.keras"
+    small(1, seed=4).save(path)
+    x = np.zeros((2, 32, 32, 1), "float32")
+    x[:, 12:20, 10:22] = 1.0                                # a bright blob well inside the box
+    raw = Model(path).predict(x)
+    path.with_suffix(".json").write_text(json.dumps({"shift_average_px": [[4, 0], [0, -4]]}))
+    model = Model(path)
+    assert model.shifts == ((4, 0), (0, -4)) and model.provenance()["ShiftAveragePixels"] == [[4, 0], [0, -4]]
+    views = [raw] + [np.roll(Model(path).runner(np.roll(x, s, axis=(1, 2)))[..., 0], (-s[0], -s[1]), axis=(1, 2))
+                     for s in model.shifts]
+    np.testing.assert_allclose(model.predict(x), np.mean(views, axis=0), atol=1e-6)
+    # away from the box edges (zero padding) the views agree closely: shifting back maps them onto x
+    inner = (slice(None), slice(8, 24), slice(8, 24))
+    assert np.abs(model.predict(x)[inner] - raw[inner]).max() < np.abs(np.roll(raw, 4, axis=1) - raw)[inner].max()
+
+
 def test_shipped_weights_have_cards_and_the_defaults_load():
     """Every shipped network has a model card saying how it was made; the defaults load for inference, and
     the shipped BASICseg-3 lesion network loads with its noise layer bypassed."""

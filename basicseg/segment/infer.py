@@ -66,6 +66,8 @@ class Model:
         # and the outline of each lesion found (postprocess.lesion_mask's hysteresis; none: the threshold)
         self.extent_threshold = float(self.card.get("extent_threshold") or self.threshold)
         self.mirror = bool(self.card.get("mirror_average", False))
+        # test-time shifts of the box, in box pixels (i, j), each prediction shifted back and averaged
+        self.shifts = tuple(tuple(int(v) for v in s) for s in self.card.get("shift_average_px") or ())
         self.name = self.card.get("name", self.path.stem)
 
     @property
@@ -76,17 +78,27 @@ class Model:
     def predict(self, x: np.ndarray, mirror: bool | None = None) -> np.ndarray:
         """Probabilities for a batch (n, h, w, 1) -> (n, h, w). With ``mirror`` (default: the model card's
         ``mirror_average``) the mean of the box's and its left-right mirror's predictions: the networks are
-        trained with random left-right flips, and a spurious blob seen in one view only drops below threshold."""
-        prob = predict_batches(self.runner, x)
-        if self.mirror if mirror is None else mirror:
-            prob = 0.5 * (prob + predict_batches(self.runner, x[:, ::-1])[:, ::-1])   # axis 1: left-right
-        return prob
+        trained with random left-right flips, and a spurious blob seen in one view only drops below threshold.
+        With ``shifts`` (the card's ``shift_average_px``) each view is also predicted on the box shifted by
+        each offset and shifted back: the networks are trained on boxes whose centre is jittered."""
+        flips = (False, True) if (self.mirror if mirror is None else mirror) else (False,)
+        views = [self._view(x, shift, flip) for shift in ((0, 0), *self.shifts) for flip in flips]
+        return views[0] if len(views) == 1 else np.mean(views, axis=0)
+
+    def _view(self, x: np.ndarray, shift: tuple[int, int], flip: bool) -> np.ndarray:
+        """The prediction on ``x`` shifted by ``shift`` pixels (then left-right mirrored, axis 1, with
+        ``flip``), mapped back onto ``x``. The box's edges wrap round: background, 12 mm from the centre."""
+        moved = np.roll(x, shift, axis=(1, 2)) if any(shift) else x
+        prob = predict_batches(self.runner, moved[:, ::-1] if flip else moved)
+        prob = prob[:, ::-1] if flip else prob
+        return np.roll(prob, (-shift[0], -shift[1]), axis=(1, 2)) if any(shift) else prob
 
     def provenance(self) -> dict:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,
                 "Architecture": self.card.get("architecture"), "Target": self.card.get("target"),
                 "Version": self.card.get("basicseg_version"), "Threshold": self.threshold,
                 "ExtentThreshold": self.extent_threshold, "MirrorAverage": self.mirror,
+                "ShiftAveragePixels": [list(s) for s in self.shifts],
                 # what computed the probabilities: an ONNX export of File, or File itself
                 "Backend": self.backend, "Runtime": self.runner.runtime,
                 "RunFile": self.runner.file.name, "RunSHA256": self.runner.sha256}

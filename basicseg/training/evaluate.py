@@ -29,6 +29,7 @@ import pandas as pd
 from basicseg.io import write_tsv
 from basicseg.measure.confidence import COLUMN_PREFIX, SUMMARY_KEYS, confidence_summary, row_columns
 from basicseg.measure.scores import dice, dice_per_slice, hausdorff95, lesion_detection, relative_volume_error
+from basicseg.segment.crop import PIXEL_MM
 from basicseg.segment.infer import configure_tensorflow
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.pipeline import Models, segment
@@ -81,11 +82,21 @@ def load_models(config: EvalConfig) -> Models:
         lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
         lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
         models = dataclasses.replace(models, lesion=lesion)
-    if config.cord_mirror is not None:     # test-time augmentation of the cord network, measured before shipped
+    if config.cord_mirror is not None or config.cord_shift_mm:
+        # test-time augmentation of the cord network, measured before it is shipped
         cord = copy.copy(models.cord)
-        cord.mirror = config.cord_mirror
+        if config.cord_mirror is not None:
+            cord.mirror = config.cord_mirror
+        if config.cord_shift_mm:
+            cord.shifts = shift_offsets(config.cord_shift_mm)
         models = dataclasses.replace(models, cord=cord)
     return models
+
+
+def shift_offsets(mm: float) -> tuple[tuple[int, int], ...]:
+    """The four box shifts of +-``mm`` along each in-plane axis, in box pixels."""
+    px = int(round(mm / PIXEL_MM))
+    return ((px, 0), (-px, 0), (0, px), (0, -px))
 
 
 def cases(example: Example, config: EvalConfig, rng: np.random.Generator) -> list[tuple[str, AxialVolume, np.ndarray]]:
@@ -193,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
                    help="average the lesion network over each box and its left-right mirror (default: as its model card says)")
     p.add_argument("--cord-mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="average the cord network over each box and its left-right mirror (default: as its model card says)")
+    p.add_argument("--cord-shift", dest="cord_shift_mm", type=float, default=d.cord_shift_mm, metavar="MM",
+                   help="also average the cord network over each box shifted by +-MM along each in-plane axis")
     p.add_argument("--contrast", choices=CONTRASTS, default=d.contrast,
                    help="bright-cord: every image recoloured, its cord nearly as bright as its CSF, its grey matter "
                         "visible (basicseg.training.contrast)")
