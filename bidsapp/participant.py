@@ -73,7 +73,6 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
                                  seg.volume.data)
     flags += confidence_flags(summary)
     row = {**write.identity(job), "status": "ok", **metrics,
-           "mean_cord_probability": float(seg.cord_prob[seg.cord].mean()) if seg.cord.any() else float("nan"),
            **row_columns(summary),
            "nonfinite_voxels": seg.volume.nonfinite_voxels, "qc_flags": ";".join(flags),
            "cord_model": models.cord.name, "lesion_model": models.lesion.name if models.lesion else "n/a",

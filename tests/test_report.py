@@ -56,7 +56,7 @@ def _images(dataset: Path) -> list[ImageReport]:
     prob = np.where(cord, 0.9, 0.02).astype(np.float32)
     real = ImageReport(name="sub-errsm11_T2w", source="sub-errsm11/anat/sub-errsm11_T2w.nii.gz", anat=anat,
                        affine=affine, cord=cord, lesion=lesion, cord_prob=prob, centerline=_centroids(cord),
-                       morphometrics={**compute_morphometrics(cord, lesion, affine), "mean_cord_probability": 0.9},
+                       morphometrics={**compute_morphometrics(cord, lesion, affine), "qc_cord_mean_prob": 0.9},
                        models=MODELS, warnings=qc_flags(cord, lesion, prob))
     # the same anatomy, 40 slices, where "no cord was found" (exercises the fallbacks)
     sub = slice(max(0, kc - 20), kc + 20)
