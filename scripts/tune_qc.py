@@ -13,7 +13,7 @@ A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it 
 it is a lesion case with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise
 grid search (the midpoints between observed values, and the extremes, which flag none of them), starting from
 the priors of ``confidence.Thresholds``: each maximises the failures of its own kind flagged by the flags of
-that kind (the cord flags for cord failures, ``uncertain_lesion`` for lesion failures), subject to at most
+that kind (the cord flags for cord failures, the lesion flags for lesion failures), subject to at most
 10 % of the good cases flagged by all the flags together; ties go to the fewest good flagged, then to the
 current value.  So a cord flag is never tightened because a lesion failure happened to have a low cord
 probability, and a prior stays where the tuning rows hold no failure of its kind; a test is never switched
@@ -48,9 +48,13 @@ def read_tables(paths) -> pd.DataFrame:
     for path in paths:
         frame = pd.read_csv(path, sep="\t", na_values=["n/a", "NaN", "nan", ""])
         frame = frame.rename(columns={f"{COLUMN_PREFIX}{k}": k for k in SUMMARY_KEYS if k not in frame})
-        missing = [c for c in REQUIRED + tuple(rule[1] for rule in RULES) if c not in frame]
+        missing = [c for c in REQUIRED if c not in frame]
         if missing:
             raise SystemExit(f"{path}: missing column(s) {', '.join(missing)}")
+        for key in dict.fromkeys(rule[1] for rule in RULES):
+            if key not in frame:       # a table written before the summary had this key: its rule never fires
+                print(f"{path}: no {key} column; its rule is left at its prior", file=sys.stderr)
+                frame[key] = np.nan
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     table["site"] = table["site"].astype(str)

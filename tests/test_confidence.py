@@ -166,7 +166,8 @@ def _case(site, i, case, cord_dice=0.93, false_lesion=np.nan, lesion_dice=np.nan
            "false_lesion_mm3": false_lesion, "lesion_dice": lesion_dice,
            "cord_mean_prob": 0.95, "cord_uncertain_band": 1.0, "cord_csf_contrast": 0.8, "csa_median_mm2": 60.0, "csa_cv": 0.05,
            "csa_max_jump": 0.1, "lesion_volume_mm3": 0.0 if case == "healthy" else 300.0,
-           "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0}
+           "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0,
+           "lesion_min_contrast": np.nan if case == "healthy" else 0.5}
     return row | summary
 
 
@@ -271,3 +272,27 @@ def test_group_collect_reads_the_qc_columns(tmp_path, demo):
         assert pd.api.types.is_numeric_dtype(table[f"qc_{key}"]), key
     assert table["qc_lesion_mean_prob"].isna().tolist() == [False, True]
     assert table["qc_cord_mean_prob"].tolist() == pytest.approx([0.98, 0.98])
+
+
+def test_a_lesion_no_brighter_than_the_normal_cord_is_flagged():
+    """The demo's SIMULATED lesion is hyperintense against the normal cord above and below it and raises
+    nothing; a second "lesion" of its footprint drawn on normal cord (what the lesion network reports on a
+    uniformly bright cord) is no brighter than the cord near it and raises lesion_not_hyperintense."""
+    vol = load_axial(DEMO / "sub-test001" / "anat" / "sub-test001_T2w.nii.gz")
+    cord = load_mask(LABELS / "sub-test001_T2w_seg-manual.nii.gz", vol)
+    lesion = load_mask(LABELS / "sub-test001_T2w_label-lesion_mask.nii.gz", vol) & cord
+    real = confidence_summary(_confident(cord), cord, _confident(lesion), lesion, vol.zooms, vol.data)
+    assert real["lesion_min_contrast"] > 0.3 and confidence_flags(real, Thresholds()) == []
+    # the lesion starts on slice 11 of 40 (1 mm): its widest footprint on the normal cord of slices 0-8
+    slices = np.flatnonzero(lesion.any(axis=(0, 1)))
+    assert slices.min() >= 11
+    widest = lesion[:, :, slices[np.argmax(lesion.sum(axis=(0, 1))[slices])]]
+    both = lesion.copy()
+    both[:, :, :9] = widest[:, :, None] & cord[:, :, :9]
+    assert both[:, :, :9].sum() > 50
+    false = confidence_summary(_confident(cord), cord, _confident(both), both, vol.zooms, vol.data)
+    assert false["lesion_components"] == 2 and abs(false["lesion_min_contrast"]) < 0.1
+    assert confidence_flags(false, Thresholds()) == ["lesion_not_hyperintense"]
+    # without the image there is nothing to compare: NaN, no flag
+    assert math.isnan(confidence_summary(_confident(cord), cord, _confident(both), both, vol.zooms)
+                      ["lesion_min_contrast"])

@@ -43,9 +43,16 @@ EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neigh
 CORD_INTERIOR_MM = 0.5
 CSF_RING_MM = (0.5, 2.5)
 
+# a lesion's brightness against the normal cord near it: the cord's interior on the lesion-free slices within
+# LESION_REFERENCE_MM above or below the lesion (close enough that a bias field changes it little), when it
+# holds at least LESION_REFERENCE_VOXELS voxels
+LESION_REFERENCE_MM = 20.0
+LESION_REFERENCE_VOXELS = 20
+
 SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "cord_csf_contrast", "csa_median_mm2", "csa_cv",
                 "csa_max_jump",
-                "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components")
+                "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components",
+                "lesion_min_contrast")
 
 # flag, summary key, threshold, direction: the flag is raised when the key is below ("min") or above ("max")
 # the threshold; a NaN key or a None threshold never raises it (e.g. no lesion -> no uncertain_lesion)
@@ -54,7 +61,8 @@ RULES = (("low_cord_confidence", "cord_mean_prob", "cord_mean_prob_min", "min"),
          ("low_cord_contrast", "cord_csf_contrast", "cord_csf_contrast_min", "min"),
          ("implausible_cord_shape", "csa_cv", "csa_cv_max", "max"),
          ("implausible_cord_shape", "csa_max_jump", "csa_max_jump_max", "max"),
-         ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"))
+         ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"),
+         ("lesion_not_hyperintense", "lesion_min_contrast", "lesion_contrast_min", "min"))
 CONFIDENCE_FLAGS = tuple(dict.fromkeys(rule[0] for rule in RULES))
 
 # the summary's columns in the image row are prefixed: lesion_volume_mm3 is already a (cord-masked) metric there
@@ -72,6 +80,10 @@ class Thresholds:
     csa_cv_max: float | None = 0.35                  # manual cords vary 3-9 % along a cervical FOV
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
     lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
+    # oedema is hyperintense on T2 and T2*: a lesion less than ~10 % brighter (ln 1.1) than the normal cord at
+    # its levels is not one the image shows. A cord recoloured as bright as its CSF gets 3-4 cm3 of such
+    # "lesion" on 1 mm T2w volumes (ln ratio -0.29 to -0.34); the SIMULATED lesions read 0.4-1.1
+    lesion_contrast_min: float | None = 0.1
 
 
 # --- the summary ---------------------------------------------------------------------------------------------
@@ -104,9 +116,7 @@ def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
     from the CSF around it (on T2 contrasts the cord is darker; the sign is dropped)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
-    inner = np.zeros_like(cord)
-    for k in np.flatnonzero(cord.any(axis=(0, 1))):
-        inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > CORD_INTERIOR_MM
+    inner = _cord_interior(cord, zooms)
     ring = ring_around(cord, zooms, *CSF_RING_MM)
     if not inner.any():
         inner = cord
@@ -126,17 +136,46 @@ def _cord_shape(cord: np.ndarray, zooms) -> dict:
     return {"csa_median_mm2": median, "csa_cv": float(area.std() / area.mean()), "csa_max_jump": jump}
 
 
+def _cord_interior(cord: np.ndarray, zooms) -> np.ndarray:
+    """The cord more than CORD_INTERIOR_MM in from its edge on each slice (no partial volume with the CSF)."""
+    inner = np.zeros_like(cord)
+    for k in np.flatnonzero(cord.any(axis=(0, 1))):
+        inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > CORD_INTERIOR_MM
+    return inner
+
+
+def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
+    """min over the lesion components of ln(median image in the component / median image in the normal cord's
+    interior near it); NaN where no component has enough normal cord near it (or without ``image``)."""
+    if image is None or n == 0:
+        return NAN
+    on = labels.any(axis=(0, 1))
+    normal = _cord_interior(cord, zooms) & ~on[None, None, :]
+    reach = int(round(LESION_REFERENCE_MM / float(zooms[2])))
+    contrasts = []
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        k0, k1 = max(0, box[2].start - reach), box[2].stop + reach
+        reference = image[:, :, k0:k1][normal[:, :, k0:k1]]
+        if reference.size < LESION_REFERENCE_VOXELS:
+            continue
+        level, inside = float(np.median(reference)), float(np.median(image[box][labels[box] == i]))
+        if level > 0 and inside > 0:
+            contrasts.append(np.log(inside / level))
+    return float(min(contrasts)) if contrasts else NAN
+
+
 def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None, cord: np.ndarray,
-                       zooms) -> dict:
+                       zooms, image: np.ndarray | None = None) -> dict:
     if lesion_prob is None or lesion is None:
         return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
-    n = int(lesion.sum())
     # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
     near = ndimage.binary_dilation(cord, structure=EDGE)
-    return {"lesion_volume_mm3": n * float(np.prod(zooms)),
+    labels, n = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
+    return {"lesion_volume_mm3": int(lesion.sum()) * float(np.prod(zooms)),
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
-            "lesion_components": int(ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))[1])}
+            "lesion_components": int(n),
+            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms)}
 
 
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
@@ -150,7 +189,9 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     ``csa_cv`` (std / mean) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
     slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
     when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
-    ``lesion_components`` (26-connected)."""
+    ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
+    ln(median ``image`` in it / median in the normal cord's interior on the lesion-free slices within
+    :data:`LESION_REFERENCE_MM`), NaN without ``image`` or such cord."""
     cord = np.asarray(cord).astype(bool, copy=False)
     cord_prob = np.asarray(cord_prob, float)
     if cord_prob.shape != cord.shape:
@@ -160,7 +201,7 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
     out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms), **_cord_shape(cord, zooms),
-           **_lesion_confidence(lesion_prob, lesion, cord, zooms)}
+           **_lesion_confidence(lesion_prob, lesion, cord, zooms, image)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 
 
