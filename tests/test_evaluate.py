@@ -164,3 +164,31 @@ def test_pattern_evaluation_scores_every_pattern_and_a_healthy_copy(tmp_path, de
     assert table.loc[0, "pred_lesion_mm3"] == table.loc[0, "false_lesion_mm3"]
     assert table.loc[0, "cord_dice"] > CORD_DICE_FLOOR and (lesions["cord_dice"] > 0.85).all()
     assert lesions["cord_dice_lesion_slices"].notna().all() and table["qc_cord_mean_prob"].between(0, 1).all()
+
+
+def test_the_sweep_scores_each_rule_as_the_whole_volume_would():
+    """sweep_case scores its rules inside the box that holds every mask they can make: each row equals
+    lesion_mask + lesion_scores on the whole volume, false lesions in and outside the cord included."""
+    from types import SimpleNamespace
+    from scipy import ndimage
+    from basicseg.segment.postprocess import cord_mask, lesion_mask
+    from basicseg.training.cases import Case, lesion_scores, sweep_case
+
+    shape, zooms = (48, 48, 30), (0.5, 0.5, 2.0)
+    I, J, K = np.indices(shape)
+    cord = ((I - 24) ** 2 + (J - 22) ** 2 <= 36) & (K >= 3) & (K < 27)
+    truth = cord & ((I - 24) ** 2 + (J - 22) ** 2 + ((K - 12) * 3) ** 2 <= 20)
+    rng = np.random.default_rng(1)
+    blobs = np.zeros(shape)
+    blobs[24, 22, 20] = blobs[24, 25, 23] = blobs[10, 40, 15] = 1.0   # two false lesions in the cord, one outside
+    lesion_prob = np.clip(ndimage.gaussian_filter(truth.astype(float), 1.0) * 1.6
+                          + ndimage.gaussian_filter(blobs, 1.2) * 40 + 0.05 * rng.random(shape), 0, 1)
+    seg = SimpleNamespace(cord_prob=np.where(cord, 0.95, 0.02), lesion_prob=lesion_prob)
+    case = Case("toy_gm-1", "gm", SimpleNamespace(zooms=zooms), truth, cord)
+    rows = sweep_case(case, toy_example(cord), seg, 0.5)
+    assert len(rows) == 105 and len({r["false_lesions"] for r in rows}) > 1
+    cord_found = cord_mask(seg.cord_prob, 0.5)
+    for r in rows:
+        mask = lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"], r["extent_threshold"])
+        for key, value in lesion_scores(case, mask, zooms).items():
+            assert r[key] == pytest.approx(value, nan_ok=True), (r, key)

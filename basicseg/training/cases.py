@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from basicseg.measure.confidence import confidence_summary, row_columns
 from basicseg.measure.scores import dice, relative_volume_error
@@ -108,14 +109,21 @@ def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list
     if seg.lesion_prob is None:
         return []
     cord = cord_mask(seg.cord_prob, cord_threshold)
+    # every rule's mask lies inside the box of the lowest probability swept, the cord and the true lesion:
+    # the 105 rules are scored on that box (the same scores, a fraction of a whole 1 mm volume's voxels)
+    lowest = min(SWEEP_THRESHOLDS + SWEEP_EXTENT_THRESHOLDS)
+    found = ndimage.find_objects(((seg.lesion_prob >= lowest) | cord | case.lesion).astype(np.uint8))
+    box = found[0] if found else (slice(None),) * 3
+    boxed = replace(case, lesion=case.lesion[box])
+    prob, cord, zooms = seg.lesion_prob[box], cord[box], case.volume.zooms
     rows = []
     for t in SWEEP_THRESHOLDS:
         for v in SWEEP_MIN_VOLUMES_MM3:
             for e in [e for e in SWEEP_EXTENT_THRESHOLDS if e < t] + [t]:
-                mask = lesion_mask(seg.lesion_prob, cord, case.volume.zooms, t, v, e)
+                mask = lesion_mask(prob, cord, zooms, t, v, e)
                 rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
                              "threshold": t, "min_volume_mm3": v, "extent_threshold": e}
-                            | lesion_scores(case, mask, case.volume.zooms))
+                            | lesion_scores(boxed, mask, zooms))
     return rows
 
 
