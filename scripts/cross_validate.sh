@@ -6,7 +6,7 @@
 # Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
 # rim-sparing, whole section, haemorrhagic core; PATTERN_SEEDS per pattern) and a lesion-free copy of every
 # held-out image (eval-patterns3): the tables behind scripts/tune_lesion.py, scripts/tune_qc.py and
-# scripts/unseen_report.py.
+# scripts/model_report.py --patterns (the README's cord and lesion tables).
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
 set -euo pipefail

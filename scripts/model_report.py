@@ -2,6 +2,7 @@
 """Print the README's model tables (markdown) from the model cards and the cross-validation runs.
 
     python scripts/model_report.py [RUNS_DIR]      (after scripts/train_models.sh and scripts/cross_validate.sh)
+    python scripts/model_report.py --patterns EVAL_PATTERNS_TSV...   (the README's cord and lesion tables)
 """
 import json
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "train_runs"
+RUNS = Path(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--patterns" else REPO / "train_runs"
+CONTRASTS = {"T2w": "T2w (1 mm 3D, resliced)", "T2starw": "T2*w (0.5 x 3 mm axial)"}
 
 
 def shipped() -> None:
@@ -64,7 +66,32 @@ def architectures(fold: str = "A") -> None:
               f"({h['minutes'].iloc[-1]:.1f} min, {samples} training slices)")
 
 
+def patterns(paths) -> None:
+    """The README's cord and SIMULATED-lesion tables from basicseg-eval's eval_patterns.tsv (one per fold):
+    the cord of each image as acquired (its lesion-free copy), lesion and normal slices over the lesion cases."""
+    t = pd.concat([pd.read_csv(p, sep="\t", na_values="n/a") for p in paths], ignore_index=True)
+    healthy, lesions = t[t["kind"] == "healthy"], t[t["kind"] != "healthy"]
+    print("| contrast | held-out images | median Dice | worst image | lesion slices | normal slices |")
+    print("|---|---|---|---|---|---|")
+    for suffix, name in CONTRASTS.items():
+        h, c = healthy[healthy["suffix"] == suffix], lesions[lesions["suffix"] == suffix]
+        if len(h):
+            print(f"| {name} | {len(h)} | {h['cord_dice'].median():.3f} | {h['cord_dice'].min():.3f} | "
+                  f"{c['cord_dice_lesion_slices'].median():.3f} | {c['cord_dice_normal_slices'].median():.3f} |")
+    print("\n| SIMULATED pattern | lesions | median Dice | median abs volume error | missed (Dice < 0.5) |")
+    print("|---|---|---|---|---|")
+    for kind, g in lesions.groupby("kind", sort=False):
+        print(f"| {kind} | {len(g)} | {g['lesion_dice'].median():.3f} | "
+              f"{g['lesion_volume_error'].abs().median():.0%} | {(g['lesion_dice'] < 0.5).sum()} |")
+    clean = (healthy["pred_lesion_mm3"] == 0).sum()
+    print(f"\nhealthy images without a false lesion: {clean} of {len(healthy)}; cases without any: "
+          f"{(t['false_lesion_mm3'] == 0).sum()} of {len(t)}")
+
+
 if __name__ == "__main__":
+    if "--patterns" in sys.argv:
+        patterns(sys.argv[sys.argv.index("--patterns") + 1:])
+        sys.exit()
     shipped()
     cross_validation()
     architectures()
