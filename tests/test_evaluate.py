@@ -192,3 +192,24 @@ def test_the_sweep_scores_each_rule_as_the_whole_volume_would():
         mask = lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"], r["extent_threshold"])
         for key, value in lesion_scores(case, mask, zooms).items():
             assert r[key] == pytest.approx(value, nan_ok=True), (r, key)
+
+
+def test_model_report_prints_the_readme_tables_from_pattern_tables(tmp_path):
+    """scripts/model_report.py --patterns: the README's cord table (each image's lesion-free copy) and lesion
+    table (per pattern, the missed ones counted) from basicseg-eval's eval_patterns.tsv."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    rows = [{"kind": "healthy", "suffix": "T2w", "cord_dice": d, "cord_dice_lesion_slices": np.nan,
+             "cord_dice_normal_slices": d, "lesion_dice": np.nan, "lesion_volume_error": np.nan,
+             "pred_lesion_mm3": p, "false_lesion_mm3": p} for d, p in ((0.90, 0.0), (0.94, 12.0))]
+    rows += [{"kind": "gm", "suffix": "T2w", "cord_dice": 0.9, "cord_dice_lesion_slices": 0.88,
+              "cord_dice_normal_slices": 0.91, "lesion_dice": d, "lesion_volume_error": e,
+              "pred_lesion_mm3": 100.0, "false_lesion_mm3": 0.0} for d, e in ((0.8, -0.1), (0.3, -0.6), (0.7, 0.3))]
+    pd.DataFrame(rows).to_csv(tmp_path / "eval_patterns.tsv", sep="\t", index=False, na_rep="n/a")
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, str(repo / "scripts" / "model_report.py"), "--patterns",
+                           str(tmp_path / "eval_patterns.tsv")], capture_output=True, text=True, check=True)
+    assert "| T2w (1 mm 3D, resliced) | 2 | 0.920 | 0.900 | 0.880 | 0.910 |" in done.stdout
+    assert "| gm | 3 | 0.700 | 30% | 1 |" in done.stdout
+    assert "healthy images without a false lesion: 1 of 2; cases without any: 4 of 5" in done.stdout
