@@ -83,6 +83,8 @@ def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
     shifted = load_models(resolve_config(["in", "out", "--cord-shift", "1"])).cord
     assert shifted.shifts == ((5, 0), (-5, 0), (0, 5), (0, -5))       # 1 mm in 0.2 mm box pixels
     assert load_models(resolve_config(["in", "out"])).cord.shifts == ()
+    lesion = load_models(resolve_config(["in", "out", "--target", "lesion", "--lesion-shift", "0.4"])).lesion
+    assert lesion.shifts == ((2, 0), (-2, 0), (0, 2), (0, -2)) and lesion.threshold == float(lesion.card["threshold"])
 
 
 def test_no_selected_image_is_an_error(tmp_path, demo_dataset):

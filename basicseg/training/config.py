@@ -126,6 +126,7 @@ class EvalConfig(_Config):
     mirror: bool | None = None
     cord_mirror: bool | None = None
     cord_shift_mm: float = 0.0           # test-time shifts of the cord network's boxes (+-mm along each axis)
+    lesion_shift_mm: float = 0.0         # and of the lesion network's
     contrast: str = "native"
     lesion_rule: tuple | None = None     # (threshold, minimum volume mm3[, extent threshold]) instead of the card's
     seed: int = EVAL_SEED

@@ -75,12 +75,15 @@ def select_examples(config: EvalConfig) -> list[Example]:
 def load_models(config: EvalConfig) -> Models:
     models = Models.load(config.cord_model, config.lesion_model if config.target == "lesion" else None,
                          config.localiser_model)
-    if models.lesion is not None and config.lesion_rule:
+    if models.lesion is not None and (config.lesion_rule or config.lesion_shift_mm):
         # a fold network scored under the rule shipped with the final one: the cases (and their QC summary)
         # are then what the app would report; a copy, so the cached model keeps its card's rule
         lesion = copy.copy(models.lesion)
-        lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
-        lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
+        if config.lesion_rule:
+            lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
+            lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
+        if config.lesion_shift_mm:
+            lesion.shifts = shift_offsets(config.lesion_shift_mm)
         models = dataclasses.replace(models, lesion=lesion)
     if config.cord_mirror is not None or config.cord_shift_mm:
         # test-time augmentation of the cord network, measured before it is shipped
@@ -206,6 +209,8 @@ def parser() -> argparse.ArgumentParser:
                    help="average the cord network over each box and its left-right mirror (default: as its model card says)")
     p.add_argument("--cord-shift", dest="cord_shift_mm", type=float, default=d.cord_shift_mm, metavar="MM",
                    help="also average the cord network over each box shifted by +-MM along each in-plane axis")
+    p.add_argument("--lesion-shift", dest="lesion_shift_mm", type=float, default=d.lesion_shift_mm, metavar="MM",
+                   help="the same for the lesion network")
     p.add_argument("--contrast", choices=CONTRASTS, default=d.contrast,
                    help="bright-cord: every image recoloured, its cord nearly as bright as its CSF, its grey matter "
                         "visible (basicseg.training.contrast)")
