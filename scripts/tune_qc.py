@@ -9,11 +9,13 @@ pattern: "gm", "rim", "whole", "whole+haem", "spindle", ...), ``cord_dice`` (NaN
 ``false_lesion_mm3`` (healthy cases: the predicted lesion volume), ``lesion_dice`` (lesion cases) and the
 keys of ``confidence_summary`` (bare, or with the image row's ``qc_`` prefix).
 
-A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it is healthy and got a lesion or
-it is a lesion case with lesion Dice < 0.5; the others are GOOD.  Thresholds are chosen by coordinate-wise
+A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it has a FALSE LESION (healthy and
+got a lesion, or a component off its true lesion) or it is a lesion case with lesion Dice < 0.5; the others
+are GOOD.  Thresholds are chosen by coordinate-wise
 grid search (the midpoints between observed values, and the extremes, which flag none of them), starting from
 the priors of ``confidence.Thresholds``: each maximises the failures of its own kind flagged by the flags of
-that kind (the cord flags for cord failures, the lesion flags for lesion failures), subject to at most
+that kind (the cord flags for cord failures, ``lesion_not_hyperintense`` for false lesions, the other lesion
+flags for lesion failures), subject to at most
 10 % of the good cases flagged by all the flags together; ties go to the fewest good flagged, then to the
 current value.  So a cord flag is never tightened because a lesion failure happened to have a low cord
 probability, and a prior stays where the tuning rows hold no failure of its kind; a test is never switched
@@ -61,20 +63,29 @@ def read_tables(paths) -> pd.DataFrame:
     return table
 
 
-def is_lesion_rule(key: str) -> bool:
-    return key.startswith("lesion_")
+# the thresholds tuned on false lesions only: lesion_not_hyperintense exists for a "lesion" the image does not
+# show; tuned on half-found SIMULATED lesions it would rise until it flags real but faint oedema
+FALSE_LESION_RULES = ("lesion_contrast_min",)
+
+
+def rule_kind(name: str) -> str:
+    """The failures threshold ``name`` is tuned on: "false_lesion", "lesion" (the other lesion rules) or "cord"."""
+    key = next(r[1] for r in RULES if r[2] == name)
+    return "false_lesion" if name in FALSE_LESION_RULES else ("lesion" if key.startswith("lesion_") else "cord")
 
 
 def failure_kinds(table: pd.DataFrame) -> dict[str, np.ndarray]:
-    """{"cord": cord failures, "lesion": lesion failures} (module docstring); NaN measures do not fail."""
+    """{"cord": cord failures, "lesion": lesion failures, "false_lesion": the lesion failures with a false
+    lesion} (module docstring); NaN measures do not fail."""
     kind = table["kind"] if "kind" in table else table["case"]     # basicseg-eval's kind; a bare table's case
     healthy = kind.astype(str).str.lower().eq("healthy").to_numpy()
     cord_dice = table["cord_dice"].to_numpy(float)
     false_lesion = table["false_lesion_mm3"].to_numpy(float)
     lesion_dice = table["lesion_dice"].to_numpy(float)
     with np.errstate(invalid="ignore"):
+        false = false_lesion > 0          # healthy: anything found; lesion cases: components off the true lesion
         return {"cord": cord_dice < FAIL_CORD_DICE,
-                "lesion": (healthy & (false_lesion > 0)) | (~healthy & (lesion_dice < FAIL_LESION_DICE))}
+                "lesion": false | (~healthy & (lesion_dice < FAIL_LESION_DICE)), "false_lesion": false}
 
 
 def failures(table: pd.DataFrame) -> np.ndarray:
@@ -83,12 +94,12 @@ def failures(table: pd.DataFrame) -> np.ndarray:
     return kinds["cord"] | kinds["lesion"]
 
 
-def flagged(table: pd.DataFrame, thresholds: dict, lesion_rules: bool | None = None) -> np.ndarray:
+def flagged(table: pd.DataFrame, thresholds: dict, kind: str | None = None) -> np.ndarray:
     """Whether any confidence flag is raised on each row, with ``thresholds`` (name -> value or None);
-    ``lesion_rules`` True / False: only the lesion / the cord rules."""
+    with ``kind``, only by the rules tuned on that kind of failure (:func:`rule_kind`)."""
     out = np.zeros(len(table), bool)
     for _, key, name, direction in RULES:
-        if lesion_rules is None or is_lesion_rule(key) == lesion_rules:
+        if kind is None or rule_kind(name) == kind:
             out |= rule_fires(table[key].to_numpy(float), thresholds.get(name), direction)
     return out
 
@@ -103,15 +114,13 @@ def candidates(values, direction: str) -> list:
     return [float(values[0])] + mids if direction == "min" else [float(values[-1])] + mids[::-1]
 
 
-def _score(table: pd.DataFrame, thresholds: dict, kinds: dict, lesion_rule: bool):
-    """(feasible, failures of the rule's kind flagged by the rules of that kind, -good flagged by all)."""
-    fail = kinds["cord"] | kinds["lesion"]
-    good = ~fail
+def _score(table: pd.DataFrame, thresholds: dict, kinds: dict, kind: str):
+    """(feasible, failures of ``kind`` flagged by the rules of that kind, -good flagged by all)."""
+    good = ~(kinds["cord"] | kinds["lesion"])
     hit = flagged(table, thresholds)
-    own = flagged(table, thresholds, lesion_rules=lesion_rule)
+    own = flagged(table, thresholds, kind)
     good_share = hit[good].mean() if good.any() else 0.0
-    return (good_share <= MAX_GOOD_FLAGGED + 1e-12, int(own[kinds["lesion" if lesion_rule else "cord"]].sum()),
-            -int(hit[good].sum()))
+    return good_share <= MAX_GOOD_FLAGGED + 1e-12, int(own[kinds[kind]].sum()), -int(hit[good].sum())
 
 
 def choose_one(table: pd.DataFrame, kinds: dict, thresholds: dict, name: str):
@@ -121,7 +130,7 @@ def choose_one(table: pd.DataFrame, kinds: dict, thresholds: dict, name: str):
     key, direction = next((r[1], r[3]) for r in RULES if r[2] == name)
     best, best_score = thresholds.get(name), None
     for value in [thresholds.get(name)] + candidates(table[key].to_numpy(float), direction):
-        score = _score(table, {**thresholds, name: value}, kinds, is_lesion_rule(key))
+        score = _score(table, {**thresholds, name: value}, kinds, rule_kind(name))
         if best_score is None or score > best_score:
             best, best_score = value, score
     return best

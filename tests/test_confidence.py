@@ -296,3 +296,24 @@ def test_a_lesion_no_brighter_than_the_normal_cord_is_flagged():
     # without the image there is nothing to compare: NaN, no flag
     assert math.isnan(confidence_summary(_confident(cord), cord, _confident(both), both, vol.zooms)
                       ["lesion_min_contrast"])
+
+
+def test_tune_qc_tunes_lesion_not_hyperintense_on_false_lesions_only():
+    """Half-found lesions that are faint (low lesion contrast) do not raise lesion_contrast_min: it exists for
+    false lesions, which it keeps catching at its prior when they are no brighter than the cord."""
+    tune = _tune_qc()
+    rng = np.random.default_rng(4)
+    rows = [_case(site, i, "whole", lesion_dice=0.8, lesion_min_contrast=rng.uniform(0.35, 0.9))
+            for site in "AB" for i in range(20)]
+    rows += [_case(site, 60, "gm", lesion_dice=0.3, lesion_min_contrast=0.25) for site in "AB"]
+    table = pd.DataFrame(rows)
+    kinds = tune.failure_kinds(table)
+    assert kinds["lesion"].sum() == 2 and kinds["false_lesion"].sum() == 0
+    assert tune.fit(table, kinds)["lesion_contrast_min"] == Thresholds().lesion_contrast_min
+    table = pd.DataFrame(rows + [_case(site, 70, "healthy", false_lesion=3000.0, lesion_volume_mm3=3000.0,
+                                       lesion_mean_prob=0.9, lesion_min_contrast=-0.3) for site in "AB"])
+    kinds = tune.failure_kinds(table)
+    assert kinds["false_lesion"].sum() == 2
+    final = tune.fit(table, kinds)
+    assert final["lesion_contrast_min"] == Thresholds().lesion_contrast_min
+    assert tune.flagged(table, final)[kinds["false_lesion"]].all()
