@@ -81,8 +81,8 @@ class Thresholds:
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
     lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
     # oedema is hyperintense on T2 and T2*: a lesion less than ~10 % brighter (ln 1.1) than the normal cord at
-    # its levels is not one the image shows. A cord recoloured as bright as its CSF gets 3-4 cm3 of such
-    # "lesion" on 1 mm T2w volumes (ln ratio -0.29 to -0.34); the SIMULATED lesions read 0.4-1.1
+    # its levels is not one the image shows. On cords recoloured as bright as their CSF the lesion network's
+    # false lesions read ln -0.55 to 0.16; the SIMULATED lesions of the held-out folds 0.23-0.95 (docs/qc.md)
     lesion_contrast_min: float | None = 0.1
 
 
@@ -111,12 +111,11 @@ def ring_around(cord: np.ndarray, zooms, near_mm: float, far_mm: float) -> np.nd
     return ring
 
 
-def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
+def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, inner: np.ndarray, zooms) -> dict:
     """|ln(median cord interior / median CSF ring)| over the cord's slices: how far the image tells the cord
     from the CSF around it (on T2 contrasts the cord is darker; the sign is dropped)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
-    inner = _cord_interior(cord, zooms)
     ring = ring_around(cord, zooms, *CSF_RING_MM)
     if not inner.any():
         inner = cord
@@ -144,13 +143,13 @@ def _cord_interior(cord: np.ndarray, zooms) -> np.ndarray:
     return inner
 
 
-def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
+def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, inner: np.ndarray, zooms) -> float:
     """min over the lesion components of ln(median image in the component / median image in the normal cord's
-    interior near it); NaN where no component has enough normal cord near it (or without ``image``)."""
+    interior ``inner`` near it); NaN where no component has enough normal cord near it (or without ``image``)."""
     if image is None or n == 0:
         return NAN
     on = labels.any(axis=(0, 1))
-    normal = _cord_interior(cord, zooms) & ~on[None, None, :]
+    normal = inner & ~on[None, None, :]
     reach = int(round(LESION_REFERENCE_MM / float(zooms[2])))
     contrasts = []
     for i, box in enumerate(ndimage.find_objects(labels), start=1):
@@ -165,7 +164,7 @@ def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord:
 
 
 def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None, cord: np.ndarray,
-                       zooms, image: np.ndarray | None = None) -> dict:
+                       inner: np.ndarray, zooms, image: np.ndarray | None = None) -> dict:
     if lesion_prob is None or lesion is None:
         return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
     # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
@@ -175,7 +174,7 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
             "lesion_components": int(n),
-            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms)}
+            "lesion_min_contrast": _lesion_contrast(image, labels, n, inner, zooms)}
 
 
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
@@ -200,8 +199,9 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
         lesion = np.asarray(lesion).astype(bool, copy=False)
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
-    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms), **_cord_shape(cord, zooms),
-           **_lesion_confidence(lesion_prob, lesion, cord, zooms, image)}
+    inner = _cord_interior(cord, zooms) if image is not None else None     # both contrasts sample it
+    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, inner, zooms),
+           **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, inner, zooms, image)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 
 
