@@ -69,8 +69,10 @@ def architectures(fold: str = "A") -> None:
 def patterns(paths) -> None:
     """The README's cord and SIMULATED-lesion tables from basicseg-eval's eval_patterns.tsv (one per fold):
     the cord of each image as acquired (its lesion-free copy), lesion and normal slices over the lesion cases."""
+    from basicseg.training.cases import HEALTHY, MISSED_DICE, summarise
+
     t = pd.concat([pd.read_csv(p, sep="\t", na_values="n/a") for p in paths], ignore_index=True)
-    healthy, lesions = t[t["kind"] == "healthy"], t[t["kind"] != "healthy"]
+    healthy, lesions = t[t["kind"] == HEALTHY], t[t["kind"] != HEALTHY]
     print("| contrast | held-out images | median Dice | worst image | lesion slices | normal slices |")
     print("|---|---|---|---|---|---|")
     for suffix, name in CONTRASTS.items():
@@ -78,11 +80,10 @@ def patterns(paths) -> None:
         if len(h):
             print(f"| {name} | {len(h)} | {h['cord_dice'].median():.3f} | {h['cord_dice'].min():.3f} | "
                   f"{c['cord_dice_lesion_slices'].median():.3f} | {c['cord_dice_normal_slices'].median():.3f} |")
-    print("\n| SIMULATED pattern | lesions | median Dice | median abs volume error | missed (Dice < 0.5) |")
+    print(f"\n| SIMULATED pattern | lesions | median Dice | median abs volume error | missed (Dice < {MISSED_DICE}) |")
     print("|---|---|---|---|---|")
-    for kind, g in lesions.groupby("kind", sort=False):
-        print(f"| {kind} | {len(g)} | {g['lesion_dice'].median():.3f} | "
-              f"{g['lesion_volume_error'].abs().median():.0%} | {(g['lesion_dice'] < 0.5).sum()} |")
+    for kind, r in summarise(t)["lesions by pattern (SIMULATED)"].iterrows():
+        print(f"| {kind} | {r['cases']:.0f} | {r['median_dice']:.3f} | {r['median_abs_volume_error']:.0%} | {r['missed']:.0f} |")
     clean = (healthy["pred_lesion_mm3"] == 0).sum()
     print(f"\nhealthy images without a false lesion: {clean} of {len(healthy)}; cases without any: "
           f"{(t['false_lesion_mm3'] == 0).sum()} of {len(t)}")

@@ -208,6 +208,9 @@ def test_model_report_prints_the_readme_tables_from_pattern_tables(tmp_path):
     rows += [{"kind": "gm", "suffix": "T2w", "cord_dice": 0.9, "cord_dice_lesion_slices": 0.88,
               "cord_dice_normal_slices": 0.91, "lesion_dice": d, "lesion_volume_error": e,
               "pred_lesion_mm3": 100.0, "false_lesion_mm3": 0.0} for d, e in ((0.8, -0.1), (0.3, -0.6), (0.7, 0.3))]
+    # the other columns of basicseg-eval's table that the summary reads
+    rows = [r | {"case": f"case-{i}", "site": "A", "cord_dice_lesion_slices_network_only": r["cord_dice_lesion_slices"]}
+            for i, r in enumerate(rows)]
     pd.DataFrame(rows).to_csv(tmp_path / "eval_patterns.tsv", sep="\t", index=False, na_rep="n/a")
     repo = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, str(repo / "scripts" / "model_report.py"), "--patterns",

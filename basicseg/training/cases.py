@@ -25,6 +25,7 @@ from basicseg.training.data import Example
 
 PATTERN_CASES = (("gm", False), ("rim", False), ("whole", False), ("whole", True))
 HEALTHY = "healthy"
+MISSED_DICE = 0.5        # a lesion scored under this is more wrong than right: counted as missed
 FAILED_CORD_DICE = 0.85         # below it an image's cord is a failure
 # the lesion rule's grid, scored on every case so that scripts/tune_lesion.py can choose it leave-site-out
 SWEEP_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -130,8 +131,9 @@ def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list
 def summarise(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The issue's figures: lesions per pattern, cord per contrast, healthy images per site."""
     lesions = table[table["kind"] != HEALTHY].assign(abs_volume_error=lambda t: t["lesion_volume_error"].abs())
-    per_pattern = lesions.groupby("kind").agg(cases=("case", "size"), median_dice=("lesion_dice", "median"),
-                                              median_abs_volume_error=("abs_volume_error", "median"))
+    per_pattern = lesions.assign(missed=lambda t: t["lesion_dice"] < MISSED_DICE).groupby("kind").agg(
+        cases=("case", "size"), median_dice=("lesion_dice", "median"),
+        median_abs_volume_error=("abs_volume_error", "median"), missed=("missed", "sum"))
     cord = table.groupby("suffix").agg(
         cases=("case", "size"), median_dice=("cord_dice", "median"), worst_dice=("cord_dice", "min"),
         lesion_slices=("cord_dice_lesion_slices", "median"), normal_slices=("cord_dice_normal_slices", "median"),
