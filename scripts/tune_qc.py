@@ -68,10 +68,9 @@ def read_tables(paths) -> pd.DataFrame:
 FALSE_LESION_RULES = ("lesion_contrast_min",)
 
 
-def rule_kind(name: str) -> str:
-    """The failures threshold ``name`` is tuned on: "false_lesion", "lesion" (the other lesion rules) or "cord"."""
-    key = next(r[1] for r in RULES if r[2] == name)
-    return "false_lesion" if name in FALSE_LESION_RULES else ("lesion" if key.startswith("lesion_") else "cord")
+# the failures each threshold is tuned on: "false_lesion", "lesion" (the other lesion rules) or "cord"
+RULE_KINDS = {name: "false_lesion" if name in FALSE_LESION_RULES else "lesion" if key.startswith("lesion_") else "cord"
+              for _, key, name, _ in RULES}
 
 
 def failure_kinds(table: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -96,10 +95,10 @@ def failures(table: pd.DataFrame) -> np.ndarray:
 
 def flagged(table: pd.DataFrame, thresholds: dict, kind: str | None = None) -> np.ndarray:
     """Whether any confidence flag is raised on each row, with ``thresholds`` (name -> value or None);
-    with ``kind``, only by the rules tuned on that kind of failure (:func:`rule_kind`)."""
+    with ``kind``, only by the rules tuned on that kind of failure (``RULE_KINDS``)."""
     out = np.zeros(len(table), bool)
     for _, key, name, direction in RULES:
-        if kind is None or rule_kind(name) == kind:
+        if kind is None or RULE_KINDS[name] == kind:
             out |= rule_fires(table[key].to_numpy(float), thresholds.get(name), direction)
     return out
 
@@ -130,7 +129,7 @@ def choose_one(table: pd.DataFrame, kinds: dict, thresholds: dict, name: str):
     key, direction = next((r[1], r[3]) for r in RULES if r[2] == name)
     best, best_score = thresholds.get(name), None
     for value in [thresholds.get(name)] + candidates(table[key].to_numpy(float), direction):
-        score = _score(table, {**thresholds, name: value}, kinds, rule_kind(name))
+        score = _score(table, {**thresholds, name: value}, kinds, RULE_KINDS[name])
         if best_score is None or score > best_score:
             best, best_score = value, score
     return best

@@ -75,25 +75,27 @@ def select_examples(config: EvalConfig) -> list[Example]:
 def load_models(config: EvalConfig) -> Models:
     models = Models.load(config.cord_model, config.lesion_model if config.target == "lesion" else None,
                          config.localiser_model)
-    if models.lesion is not None and (config.lesion_rule or config.lesion_shift_mm):
-        # a fold network scored under the rule shipped with the final one: the cases (and their QC summary)
-        # are then what the app would report; a copy, so the cached model keeps its card's rule
-        lesion = copy.copy(models.lesion)
-        if config.lesion_rule:
-            lesion.threshold, lesion.min_volume_mm3 = config.lesion_rule[:2]
-            lesion.extent_threshold = config.lesion_rule[2] if len(config.lesion_rule) > 2 else lesion.threshold
-        if config.lesion_shift_mm:
-            lesion.shifts = shift_offsets(config.lesion_shift_mm)
-        models = dataclasses.replace(models, lesion=lesion)
-    if config.cord_mirror is not None or config.cord_shift_mm:
-        # test-time augmentation of the cord network, measured before it is shipped
-        cord = copy.copy(models.cord)
-        if config.cord_mirror is not None:
-            cord.mirror = config.cord_mirror
-        if config.cord_shift_mm:
-            cord.shifts = shift_offsets(config.cord_shift_mm)
-        models = dataclasses.replace(models, cord=cord)
-    return models
+    rule = dict(zip(("threshold", "min_volume_mm3", "extent_threshold"), config.lesion_rule or ()))
+    if rule and "extent_threshold" not in rule:
+        rule["extent_threshold"] = rule["threshold"]     # no hysteresis
+    # a fold network scored under the rule shipped with the final one: the cases (and their QC summary) are then
+    # what the app would report; test-time augmentation is measured before it is shipped
+    lesion = overridden(models.lesion, **rule,
+                        shifts=shift_offsets(config.lesion_shift_mm) if config.lesion_shift_mm else None)
+    cord = overridden(models.cord, mirror=config.cord_mirror,
+                      shifts=shift_offsets(config.cord_shift_mm) if config.cord_shift_mm else None)
+    return dataclasses.replace(models, lesion=lesion, cord=cord)
+
+
+def overridden(model, **settings):
+    """``model`` with the settings that are not None, on a copy: the cached model keeps its card's."""
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if model is None or not settings:
+        return model
+    model = copy.copy(model)
+    for name, value in settings.items():
+        setattr(model, name, value)
+    return model
 
 
 def shift_offsets(mm: float) -> tuple[tuple[int, int], ...]:
