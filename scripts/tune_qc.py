@@ -3,6 +3,10 @@
 the flags catch failures on sites they were not tuned on.
 
     PYTHONPATH=$PWD python3 scripts/tune_qc.py EVAL_TSV... [--write] [--output PATH]
+    PYTHONPATH=$PWD python3 scripts/tune_qc.py EVAL_TSV... --check [THRESHOLDS_JSON]
+
+``--check`` tunes nothing: it applies fixed thresholds (default: the shipped ones) to the tables, site by site,
+e.g. to see what the shipped flags catch on a retrained network's evaluation.
 
 Each EVAL_TSV has one row per evaluated case, columns ``site``, ``image``, ``case`` ("healthy", or a lesion
 pattern: "gm", "rim", "whole", "whole+haem", "spindle", ...), ``cord_dice`` (NaN if unknown),
@@ -167,6 +171,25 @@ def leave_site_out(table: pd.DataFrame, kinds: dict) -> list[dict]:
     return rows
 
 
+def check(table: pd.DataFrame, kinds: dict, thresholds: dict) -> list[dict]:
+    """For each site: what the fixed ``thresholds`` flag on it."""
+    fail = kinds["cord"] | kinds["lesion"]
+    hit = flagged(table, thresholds)
+    return [{"site": site, **_counts(hit[held], fail[held]), "false_lesions": int(kinds["false_lesion"][held].sum()),
+             "false_lesions_flagged": int((hit & kinds["false_lesion"])[held].sum()), "thresholds": thresholds}
+            for site in sorted(table["site"].unique()) for held in [(table["site"] == site).to_numpy()]]
+
+
+def check_markdown(rows: list[dict], source: Path) -> str:
+    lines = [f"fixed thresholds: {source}", "",
+             "| site | failures flagged | false lesions flagged | good flagged |", "|---|---|---|---|"]
+    for r in rows + [{"site": "**all**", **{k: sum(r[k] for r in rows) for k in rows[0] if k not in ("site", "thresholds")}}]:
+        lines.append(f"| {r['site']} | {_fraction(r['failures_flagged'], r['failures'])} | "
+                     f"{_fraction(r['false_lesions_flagged'], r['false_lesions'])} | "
+                     f"{_fraction(r['good_flagged'], r['good'])} |")
+    return "\n".join(lines)
+
+
 def total(rows: list[dict]) -> dict:
     return {k: sum(r[k] for r in rows) for k in ("failures", "failures_flagged", "good", "good_flagged")}
 
@@ -205,9 +228,15 @@ def main(argv=None) -> int:
     parser.add_argument("tables", nargs="+", type=Path, help="evaluation TSV(s), one row per case")
     parser.add_argument("--write", action="store_true", help="write the final thresholds (see --output)")
     parser.add_argument("--output", type=Path, default=THRESHOLDS_FILE, help="default: %(default)s")
+    parser.add_argument("--check", type=Path, nargs="?", const=THRESHOLDS_FILE, metavar="THRESHOLDS_JSON",
+                        help="apply these thresholds (default: the shipped ones) instead of tuning")
     args = parser.parse_args(argv)
     table = read_tables(args.tables)
     kinds = failure_kinds(table)
+    if args.check:
+        thresholds = json.loads(args.check.read_text())["thresholds"]
+        print(check_markdown(check(table, kinds, thresholds), args.check))
+        return 0
     rows = leave_site_out(table, kinds)
     final = fit(table, kinds)
     print(markdown(rows, final))

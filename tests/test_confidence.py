@@ -246,6 +246,17 @@ def test_tune_qc_writes_what_the_app_loads(tmp_path):
     assert 0.86 < loaded.cord_mean_prob_min < 0.92
     summary = {**_case("X", 0, "healthy"), "cord_mean_prob": 0.8}
     assert "low_cord_confidence" in confidence_flags(summary, loaded)
+    # --check applies the written thresholds without tuning: what they flag on the tables they were fitted on
+    checked = subprocess.run([sys.executable, str(REPO / "scripts" / "tune_qc.py"), str(tmp_path / "eval.tsv"),
+                              "--check", str(out)], capture_output=True, text=True, cwd=REPO,
+                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert checked.returncode == 0, checked.stderr
+    tune = _tune_qc()
+    hit = tune.flagged(table.rename(columns={f"qc_{k}": k for k in SUMMARY_KEYS}), data["thresholds"])
+    fail = tune.failures(table)
+    total = next(line for line in checked.stdout.splitlines() if line.startswith("| **all**"))
+    assert total == (f"| **all** | {tune._fraction(int(hit[fail].sum()), 9)} | {tune._fraction(3, 3)} | "
+                     f"{tune._fraction(int(hit[~fail].sum()), int((~fail).sum()))} |")
 
 
 def test_group_collect_reads_the_qc_columns(tmp_path, demo):
