@@ -9,7 +9,8 @@
 # A second line for the same run with more epochs resumes it: the lesion networks run 8 epochs, then are
 # resumed to 20 (a second learning-rate decay; fold C's held-out Dice 0.670 -> 0.730, docs/models.md). The
 # BASICseg-3 cord networks are resumed to 20 epochs after their lesion networks started from their 8-epoch
-# weights (fold C's held-out Dice 0.945 -> 0.954).
+# weights (fold C's held-out Dice 0.945 -> 0.954). The lesion networks are then resumed to 30 epochs (a third
+# decay; fold A's held-out Dice 0.562 -> 0.579, fold C's 0.730 -> 0.742).
 # PLAN (one "kind target architecture minutes [epochs [ema]]" per line; kind = final or fold A/B/C; epochs, default
 # 500, also bounds the run and sets the span of the learning-rate decay; ema, the momentum of the moving average
 # of the weights that is validated and shipped, default none) can be overridden.
@@ -30,6 +31,7 @@ final cord 3 2 8 0.99
 final lesion 3 2 8 0.99
 final lesion 3 2 20 0.99
 final cord 3 2 20 0.99
+final lesion 3 2 30 0.99
 final cord 2 2 5
 final lesion 1 2 42"
 fi
@@ -45,18 +47,22 @@ fold-C cord 3 40 8 0.99
 fold-C lesion 3 40 8 0.99
 fold-C lesion 3 60 20 0.99
 fold-C cord 3 60 20 0.99
+fold-C lesion 3 100 30 0.99
 fold-A cord 3 40 8 0.99
 fold-A lesion 3 40 8 0.99
 fold-A lesion 3 80 20 0.99
 fold-A cord 3 60 20 0.99
+fold-A lesion 3 130 30 0.99
 fold-B cord 3 40 8 0.99
 fold-B lesion 3 40 8 0.99
 fold-B lesion 3 60 20 0.99
 fold-B cord 3 60 20 0.99
+fold-B lesion 3 100 30 0.99
 final cord 3 40 8 0.99
 final lesion 3 40 8 0.99
 final lesion 3 60 20 0.99
 final cord 3 60 20 0.99
+final lesion 3 110 30 0.99
 "}
 
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
