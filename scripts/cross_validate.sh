@@ -5,7 +5,8 @@
 # their best held-out epoch (eval-lesionN) and at their last epoch (eval-lesionN-last).
 # Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
 # rim-sparing, whole section, haemorrhagic core; PATTERN_SEEDS per pattern) and a lesion-free copy of every
-# held-out image (eval-patterns3): the tables behind scripts/tune_lesion.py, scripts/tune_qc.py and
+# held-out image (eval-patterns3; the lesion network at its last epoch, with the shipped card's rule, mirror and
+# shift average): the tables behind scripts/tune_lesion.py, scripts/tune_qc.py and
 # scripts/model_report.py --patterns (the README's cord and lesion tables).
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
@@ -17,6 +18,10 @@ PATTERN_SEEDS=${PATTERN_SEEDS:-2}
 # that their cases and QC summaries are what the app would report
 RULE=$(python -c "import json, sys; c = json.load(open(sys.argv[1])); t = c.get('threshold', 0.5); \
 print(t, c.get('min_lesion_volume_mm3') or 20, c.get('extent_threshold') or t)" basicseg/networks/weights/lesion-basicseg3.json)
+# and with its test-time augmentation: the mirror, and the shift average's distance in mm (0: none)
+SHIFT_MM=$(python -c "import json, sys; from basicseg.segment.crop import PIXEL_MM; \
+s = json.load(open(sys.argv[1])).get('shift_average_px') or []; print(max([abs(v) for p in s for v in p] or [0]) * PIXEL_MM)" \
+  basicseg/networks/weights/lesion-basicseg3.json)
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")
@@ -29,12 +34,14 @@ for f in A B C; do
     python -m basicseg.training.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
       --sites "${held[@]}"
   done
-  lesion="$RUNS/cv-$f-lesion-basicseg3/lesion-basicseg3.keras"
+  # the last epoch's moving average, as the final network is kept (the best epoch is chosen on the held-out sites)
+  lesion="$RUNS/cv-$f-lesion-basicseg3/lesion-basicseg3.last-average.keras"
   out="$RUNS/cv-$f-eval-patterns3"
   if [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]]; then
     python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesion-set patterns \
       --lesions-per-image "$PATTERN_SEEDS" --cord-model "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras" \
-      --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}" --lesion-rule $RULE
+      --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}" --lesion-rule $RULE \
+      --mirror --lesion-shift "$SHIFT_MM"
   fi
   cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"      # the default cord network, else BASICseg-1
   [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"
