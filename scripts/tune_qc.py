@@ -176,22 +176,25 @@ def check(table: pd.DataFrame, kinds: dict, thresholds: dict) -> list[dict]:
     fail = kinds["cord"] | kinds["lesion"]
     hit = flagged(table, thresholds)
     return [{"site": site, **_counts(hit[held], fail[held]), "false_lesions": int(kinds["false_lesion"][held].sum()),
-             "false_lesions_flagged": int((hit & kinds["false_lesion"])[held].sum()), "thresholds": thresholds}
+             "false_lesions_flagged": int((hit & kinds["false_lesion"])[held].sum())}
             for site in sorted(table["site"].unique()) for held in [(table["site"] == site).to_numpy()]]
 
 
 def check_markdown(rows: list[dict], source: Path) -> str:
     lines = [f"fixed thresholds: {source}", "",
              "| site | failures flagged | false lesions flagged | good flagged |", "|---|---|---|---|"]
-    for r in rows + [{"site": "**all**", **{k: sum(r[k] for r in rows) for k in rows[0] if k not in ("site", "thresholds")}}]:
+    for r in rows + [{"site": "**all**", **total(rows, COUNTS + ("false_lesions", "false_lesions_flagged"))}]:
         lines.append(f"| {r['site']} | {_fraction(r['failures_flagged'], r['failures'])} | "
                      f"{_fraction(r['false_lesions_flagged'], r['false_lesions'])} | "
                      f"{_fraction(r['good_flagged'], r['good'])} |")
     return "\n".join(lines)
 
 
-def total(rows: list[dict]) -> dict:
-    return {k: sum(r[k] for r in rows) for k in ("failures", "failures_flagged", "good", "good_flagged")}
+COUNTS = ("failures", "failures_flagged", "good", "good_flagged")
+
+
+def total(rows: list[dict], keys=COUNTS) -> dict:
+    return {k: sum(r[k] for r in rows) for k in keys}
 
 
 def _fraction(n: int, d: int) -> str:
