@@ -2,7 +2,8 @@
 """Benchmark a whole participant job stage by stage, and the pipeline per image, for each backend.
 
     python bench/benchmark.py [BIDS_DIR ...] [--backend onnx tensorflow] [--job-runs 5] [--subject errsm11]
-                              [--nprocs N] [--repeat R] [--cord-model M] [--lesion-model M] [--skip-bids-validation]
+                              [--nprocs N] [--repeat R] [--cord-model M] [--lesion-model M] [--tta MODE]
+                              [--skip-bids-validation]
 
 1. **One-image job** (what one SLURM array task does): the real CLI (``bidsapp.cli.main``) in a fresh
    interpreter on a one-subject copy of the first dataset (default: the demo, sub-errsm11, 40 slices),
@@ -118,6 +119,7 @@ def run_job(backend: str, bids: Path, root: Path, args) -> dict:
     cli_args += ["--skip-bids-validation"] if args.skip_bids_validation else []
     cli_args += ["--cord-model", args.cord_model] if args.cord_model else []
     cli_args += ["--lesion-model", args.lesion_model] if args.lesion_model else []
+    cli_args += ["--tta", args.tta]
     env = {**os.environ, "PYTHONPATH": str(REPO), PROBE_ENV: str(probe), "TF_CPP_MIN_LOG_LEVEL": "2"}
     t0, spawned = time.perf_counter(), time.time()
     child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--probe", backend, "--", *cli_args],
@@ -191,7 +193,8 @@ def throughput_child(backend: str, datasets: list[Path], args) -> int:
         configure_tensorflow(args.nprocs)
     t0 = time.perf_counter()
     cord, lesion = args.cord_model or DEFAULT_MODELS["cord"], args.lesion_model or DEFAULT_MODELS["lesion"]
-    models = Models.load(cord, lesion, DEFAULT_MODELS["localiser"], backend=backend, nprocs=args.nprocs)
+    models = Models.load(cord, lesion, DEFAULT_MODELS["localiser"], backend=backend,
+                         nprocs=args.nprocs).with_tta(args.tta)
     print(f"\n[{backend}] model load ({cord}, {lesion}, localiser; once per process): "
           f"{time.perf_counter() - t0:.2f} s")
     # warm-up: the first call of each network traces its graph (TensorFlow) or sizes its buffers (ONNX Runtime)
@@ -254,6 +257,7 @@ def benchmark_throughput(datasets: list[Path], args) -> None:
             cmd += ["--nprocs", str(args.nprocs)] if args.nprocs else []
             cmd += ["--cord-model", args.cord_model] if args.cord_model else []
             cmd += ["--lesion-model", args.lesion_model] if args.lesion_model else []
+            cmd += ["--tta", args.tta]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                  env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}).stdout
             print(out, end="")
@@ -268,6 +272,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--probe"]:                # the job's child: --probe BACKEND -- CLI ARGS
         return probe_child(argv[1], argv[3:])
+    from basicseg.segment.infer import TTA_MODES     # not at the top: the probed job times its own imports
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("datasets", nargs="*", type=Path)
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))
@@ -281,6 +286,7 @@ def main(argv=None) -> int:
     # same names as the app's options: a shipped model name or a .keras path (e.g. lesion-basicseg3)
     p.add_argument("--cord-model")
     p.add_argument("--lesion-model")
+    p.add_argument("--tta", choices=TTA_MODES, default="full", help="test-time augmentation, as the app's --tta")
     p.add_argument("--throughput", choices=BACKENDS, help=argparse.SUPPRESS)   # the multi-image child
     args = p.parse_args(argv)
     datasets = args.datasets or [d for d in (REPO / "demo" / "ds-demo", REPO.parent / "shared" / "data" /

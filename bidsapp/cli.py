@@ -15,6 +15,7 @@ from basicseg.io import remove_own_temps, temp_path, remove_stale_temps
 from bidsapp import signals
 from basicseg.networks.registry import DEFAULT_MODELS
 from basicseg.segment.backends import BACKENDS, DEFAULT_BACKEND, TENSORFLOW
+from basicseg.segment.infer import TTA_MODES
 from bidsapp.config import Config, write_settings
 from bidsapp.scratch import ensure_scratch
 
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
                    help="what runs the networks: onnx (ONNX Runtime, the shipped .onnx exports; fast start-up) "
                         "or tensorflow (the .keras files); default %(default)s (an image may set BASICSEG_BACKEND)")
+    m.add_argument("--tta", choices=TTA_MODES, default="full",
+                   help="test-time augmentation. full (default): as each model card says, the setting the README's "
+                        "figures were measured with (the lesion network: its left-right mirror and +-1 mm shifts); "
+                        "mirror: the mirror without the shifts (about 2.5x faster on CPU; more false lesions on "
+                        "healthy cords, docs/models.md); none: one pass per network (not validated)")
     m.add_argument("--save-probabilities", action="store_true", help="also write _probseg maps")
     m.add_argument("--basic-score", action="store_true",
                    help="EXPERIMENTAL (validated on simulated lesions only): BASIC grade, haemorrhage mask and "
@@ -114,7 +120,7 @@ def parse_config(argv) -> tuple[Config, argparse.Namespace]:
         bids_filter_file=args.bids_filter_file, nprocs=args.nprocs, skip_bids_validation=args.skip_bids_validation,
         overwrite=args.overwrite, cord_model=args.cord_model,
         lesion_model=None if str(args.lesion_model).lower() == "none" else args.lesion_model,
-        centerline=args.centerline, batch_images=args.batch_images, basic_score=args.basic_score, save_probabilities=args.save_probabilities, outcome=args.outcome,
+        centerline=args.centerline, tta=args.tta, batch_images=args.batch_images, basic_score=args.basic_score, save_probabilities=args.save_probabilities, outcome=args.outcome,
         backend=args.backend, predictor=args.predictor, compare=compare, reference_method=args.reference_method,
         qc_ratings=args.qc_ratings)  # QC ratings
     return config, args
@@ -140,9 +146,14 @@ def setup_logging(output_dir: Path, verbose: int, quiet: bool) -> Path | None:
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(fmt)
         root.addHandler(handler)
-        return log_path
     except OSError:
-        return None
+        handler, log_path = logging.NullHandler(), None
+    # the libraries' warnings (nibabel, numpy) go to the log file only: the console says what basicseg says
+    logging.captureWarnings(True)
+    py_warnings = logging.getLogger("py.warnings")
+    py_warnings.handlers[:] = [handler]
+    py_warnings.propagate = False
+    return log_path
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -33,6 +33,7 @@ class Config:
     localiser_model: str = DEFAULT_MODELS["localiser"]
     backend: str = DEFAULT_BACKEND      # what runs the networks: onnx (ONNX Runtime) or tensorflow
     centerline: str = "auto"
+    tta: str = "full"                   # test-time augmentation (basicseg.segment.infer.TTA_MODES)
     save_probabilities: bool = False
     batch_images: int = 4
     basic_score: bool = False

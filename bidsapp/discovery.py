@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -123,7 +124,7 @@ def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=No
     if session_labels:
         query["session"] = session_labels
     files = layout.get(return_type="object", **query)
-    jobs = [_job(bids_dir, f) for f in files]
+    jobs = [readable(_job(bids_dir, f)) for f in files]
     if centreline_dir is not None:
         jobs = [with_centreline(job, Path(centreline_dir)) for job in jobs]
     jobs = refuse_name_clashes(jobs)
@@ -140,6 +141,22 @@ def _job(bids_dir: Path, bids_file) -> ImageJob:
     return ImageJob(path=path, relpath=path.relative_to(bids_dir).as_posix(), subject=str(entities["subject"]),
                     session=str(entities["session"]) if entities.get("session") else None,
                     entities=entities, prefix=prefix)
+
+
+def readable(job: ImageJob) -> ImageJob:
+    """The job, with a problem if its file cannot be opened: that image fails with the reason, the others go
+    on. A link whose target is missing is what a DataLad / git-annex dataset holds before its content is got."""
+    if job.path.is_symlink() and not job.path.exists():
+        target = os.readlink(job.path)
+        hint = ("; its content was not fetched: `datalad get` (or `git annex get`) it first"
+                if "annex" in Path(target).parts or ".git" in Path(target).parts else "")
+        return replace(job, problem=f"{job.relpath}: a symbolic link to {target}, which does not exist{hint}")
+    try:
+        with open(job.path, "rb"):
+            pass
+    except OSError as exc:
+        return replace(job, problem=f"{job.relpath}: cannot be opened: {exc.strerror or exc}")
+    return job
 
 
 def refuse_name_clashes(jobs: list[ImageJob]) -> list[ImageJob]:

@@ -12,7 +12,7 @@ import logging
 import time
 import traceback
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +228,8 @@ def output_settings(config) -> dict:
     """The options that change an image's outputs: a manifest made with others is stale."""
     return {"centerline": "auto" if config.centerline == "auto" else
             "sct" if config.centerline == "sct" else "file",
-            "save_probabilities": bool(config.save_probabilities), "basic_score": bool(config.basic_score)}
+            "save_probabilities": bool(config.save_probabilities), "basic_score": bool(config.basic_score),
+            "tta": config.tta}
 
 
 def split_axial(jobs: list[ImageJob]) -> tuple[list[ImageJob], list[tuple[ImageJob, str]]]:
@@ -259,13 +260,20 @@ def record_skipped(skipped: list[tuple[ImageJob, str]], config) -> list[Outcome]
     return outcomes
 
 
-def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected, dict | None]]:
+def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected | None, dict | None]]:
     """The images to (re)do, each with what its manifest should record and its previous manifest."""
     checksums, settings = model_checksums(config), output_settings(config)
     todo = []
     for job in jobs:
-        want = manifest.expected(job, checksums, settings)
         previous = manifest.read(job, config.output_dir)
+        try:
+            want = manifest.expected(job, checksums, settings)
+        except OSError as exc:          # unreadable (discovery said why), or removed since
+            job = job if job.problem else replace(job, problem=f"{job.relpath}: cannot be read: {exc.strerror or exc}")
+            want = None
+        if want is None:
+            todo.append((job, None, previous))          # it fails with its problem; the others go on
+            continue
         reason = "--overwrite" if config.overwrite else manifest.stale_reason(previous, want, config.output_dir)
         if reason is None:
             log.info("%s: done in an earlier run, skipped (use --overwrite to redo)", job.relpath)
@@ -296,7 +304,10 @@ def run_participant(jobs: list[ImageJob], config) -> int:
     done = [Outcome(job, "done") for job in jobs if job.relpath not in redo]
     models = Models.load(config.cord_model, config.lesion_model,
                          config.localiser_model if config.centerline == "auto" else None,
-                         backend=config.backend, nprocs=config.nprocs) if todo else None
+                         backend=config.backend, nprocs=config.nprocs).with_tta(config.tta) if todo else None
+    if todo and config.tta != "full":
+        log.warning("--tta %s: the networks run with less test-time augmentation than their model cards say; "
+                    "the README's accuracy figures were measured with --tta full", config.tta)
     size = max(1, config.batch_images)
     for start in range(0, len(todo), size):
         group = todo[start:start + size]

@@ -81,7 +81,7 @@ def test_uncertain_band_does_not_depend_on_the_voxel_size(demo):
 
 
 def test_a_cord_as_bright_as_its_csf_is_flagged(demo_t2star):
-    """The real T2*w demo image tells its cord from the CSF (|ln ratio| > 0.5); recoloured with its cord nearly
+    """The real T2*w demo image tells its cord from the CSF (ln ratio > 0.5); recoloured with its cord nearly
     as bright as the CSF (basicseg.training.contrast, the unseen site that broke the cord network) it raises
     low_cord_contrast, whatever the network's confidence."""
     from basicseg.training.contrast import bright_cord
@@ -95,6 +95,18 @@ def test_a_cord_as_bright_as_its_csf_is_flagged(demo_t2star):
     assert summary["cord_csf_contrast"] < Thresholds().cord_csf_contrast_min
     assert confidence_flags(summary, Thresholds()) == ["low_cord_contrast"]
     assert math.isnan(confidence_summary(prob, cord, None, None, volume.zooms)["cord_csf_contrast"])
+
+
+def test_an_inverted_contrast_is_flagged(demo_t2star):
+    """T2 and T2* show the CSF brighter than the cord. The same image with its contrast inverted (a T1-weighted
+    image filed as T2w), or negated, reads as far below 0 as the native one reads above it, and is flagged."""
+    volume, cord = demo_t2star
+    prob = _confident(cord)
+    native = confidence_summary(prob, cord, None, None, volume.zooms, volume.data)["cord_csf_contrast"]
+    for image in (volume.data.max() - volume.data, -volume.data):
+        summary = confidence_summary(prob, cord, None, None, volume.zooms, image)
+        assert summary["cord_csf_contrast"] < -0.5 * native
+        assert confidence_flags(summary, Thresholds()) == ["low_cord_contrast"]
 
 
 def test_a_slice_twice_as_wide_is_implausible(demo):

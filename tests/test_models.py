@@ -308,6 +308,34 @@ def test_shift_average_follows_the_model_card(tmp_path):
     assert np.abs(model.predict(x)[inner] - raw[inner]).max() < np.abs(np.roll(raw, 4, axis=1) - raw)[inner].max()
 
 
+def test_tta_modes_reduce_the_cards_views(tmp_path):
+    """--tta: "full" is the card's setting, "mirror" drops the shifts, "none" is the plain prediction; each on a
+    copy, so that the cached model keeps its card's views, and the copy's provenance says what ran."""
+    import json
+    from basicseg.segment.infer import Model
+
+    path = tmp_path / "lesion-basicseg1.keras"
+    small(1, seed=4).save(path)
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(2, 32, 32, 1)).astype("float32")
+    raw = Model(path).predict(x)
+    path.with_suffix(".json").write_text(json.dumps({"mirror_average": True, "shift_average_px": [[4, 0]]}))
+    card = Model(path)
+    assert card.with_tta("full") is card
+    mirror, none = card.with_tta("mirror"), card.with_tta("none")
+    assert card.shifts == ((4, 0),) and card.mirror                     # the original is untouched
+    assert mirror.shifts == () and mirror.mirror and not none.mirror and none.shifts == ()
+    assert none.provenance()["MirrorAverage"] is False and mirror.provenance()["ShiftAveragePixels"] == []
+    np.testing.assert_allclose(none.predict(x), raw, atol=1e-6)
+    flipped = none.predict(x[:, ::-1].copy())[:, ::-1]
+    np.testing.assert_allclose(mirror.predict(x), 0.5 * (raw + flipped), atol=1e-6)
+    assert not np.allclose(card.predict(x), mirror.predict(x), atol=1e-4)  # the shift view counted
+    with pytest.raises(ValueError, match="expected one of"):
+        card.with_tta("light")
+    with pytest.raises(AttributeError, match="not a model setting"):
+        card.with_settings(mirrror=True)
+
+
 def test_shipped_weights_have_cards_and_the_defaults_load():
     """Every shipped network has a model card saying how it was made; the defaults load for inference, and
     the shipped BASICseg-3 lesion network loads with its noise layer bypassed."""

@@ -150,6 +150,26 @@ def test_rerun_skips_and_overwrite_redoes(demo_run):
     assert mask.stat().st_mtime_ns != before
 
 
+def test_tta_is_recorded_and_a_change_redoes_the_image(demo_run, caplog):
+    """--tta none runs one pass per network: the lesion sidecar says so, and outputs made under another --tta
+    are stale (redone, not skipped)."""
+    bids, out, work, _ = demo_run
+    lesion = masks(out, "lesion")[0]
+    subject = lesion.name.split("_")[0]
+    sidecar = lesion.with_name(lesion.name.replace(".nii.gz", ".json"))
+    assert json.loads(sidecar.read_text())["Model"]["ShiftAveragePixels"]      # the shipped card's shifts
+    args = [str(bids), str(out), "participant", "--participant-label", subject, "-w", str(work),
+            "--skip-bids-validation"]
+    before = lesion.stat().st_mtime_ns
+    assert main(args + ["--tta", "none"]) == 0
+    assert lesion.stat().st_mtime_ns != before
+    model = json.loads(sidecar.read_text())["Model"]
+    assert model["MirrorAverage"] is False and model["ShiftAveragePixels"] == []
+    assert "made with other settings" in caplog.text and "--tta none" in caplog.text
+    assert main(args) == 0                                    # back to full: redone again, with the card's views
+    assert json.loads(sidecar.read_text())["Model"]["ShiftAveragePixels"]
+
+
 def test_one_bad_image_does_not_stop_the_others(tmp_path, demo_dataset):
     bids = tmp_path / "bids"
     shutil.copytree(demo_dataset, bids, ignore=shutil.ignore_patterns("derivatives", "sub-errsm*", "sub-test001"))

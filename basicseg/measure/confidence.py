@@ -74,8 +74,9 @@ class Thresholds:
     """Defaults are untuned placeholders (module docstring); None switches a test off."""
     cord_mean_prob_min: float | None = 0.90          # confident cords scored 0.93-0.96, the failed site 0.81
     cord_uncertain_band_max: float | None = 2.5      # voxels of doubt per edge voxel: a sharp rim is ~1
-    # |ln(cord / CSF)| below 0.3: the cord within ~25 % of its CSF's brightness. The nine T2w / T2*w images
-    # here read 0.53-1.28; the unseen site whose cord was nearly as bright as its CSF broke the cord network
+    # ln(CSF / cord) below 0.3: the CSF less than ~35 % brighter than the cord, or darker (inverted contrast).
+    # The nine T2w / T2*w images here read 0.53-1.28; the unseen site whose cord was nearly as bright as its
+    # CSF broke the cord network
     cord_csf_contrast_min: float | None = 0.3
     csa_cv_max: float | None = 0.35                  # manual cords vary 3-9 % along a cervical FOV
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
@@ -112,8 +113,9 @@ def ring_around(cord: np.ndarray, zooms, near_mm: float, far_mm: float) -> np.nd
 
 
 def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, inner: np.ndarray, zooms) -> dict:
-    """|ln(median cord interior / median CSF ring)| over the cord's slices: how far the image tells the cord
-    from the CSF around it (on T2 contrasts the cord is darker; the sign is dropped)."""
+    """ln(median CSF ring / median cord interior) over the cord's slices: how much brighter the CSF around the
+    cord is than the cord. On T2 and T2* it is (0.53-1.28 on the nine labelled images here); near 0 the image
+    barely tells them apart, below 0 the contrast is inverted (a T1-weighted or negated image)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
     ring = ring_around(cord, zooms, *CSF_RING_MM)
@@ -122,7 +124,7 @@ def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, inner: np.ndarray
     cord_level, csf_level = np.nanmedian(image[inner]), np.nanmedian(image[ring])
     if not (cord_level > 0 and csf_level > 0):
         return {"cord_csf_contrast": NAN}
-    return {"cord_csf_contrast": float(abs(np.log(cord_level / csf_level)))}
+    return {"cord_csf_contrast": float(np.log(csf_level / cord_level))}
 
 
 def _cord_shape(cord: np.ndarray, zooms) -> dict:
@@ -177,14 +179,22 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_min_contrast": _lesion_contrast(image, labels, n, inner, zooms)}
 
 
+def magnitude(image: np.ndarray) -> np.ndarray:
+    """``image`` raised so that its minimum is 0 when it has negative values: MR magnitude is never negative, and
+    the contrast ratios need positive levels (a negated image then reads as the inverted contrast it is)."""
+    low = float(np.min(image))
+    return image - low if low < 0 else image
+
+
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
                        lesion: np.ndarray | None, zooms, image: np.ndarray | None = None) -> dict:
     """Keys :data:`SUMMARY_KEYS` (floats; lesion keys NaN without a lesion map).
 
     ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
-    (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: |ln(median
-    ``image`` in the cord's interior / in a 0.5-2.5 mm ring outside it)| (NaN without ``image``); ``csa_median_mm2``,
+    (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: ln(median
+    ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior), CSF brighter than cord > 0 (NaN
+    without ``image``); the contrasts read :func:`magnitude` (``image``); ``csa_median_mm2``,
     ``csa_cv`` (std / mean) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
     slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
     when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
@@ -199,6 +209,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
         lesion = np.asarray(lesion).astype(bool, copy=False)
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
+    if image is not None:
+        image = magnitude(image)
     inner = _cord_interior(cord, zooms) if image is not None else None     # both contrasts sample it
     out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, inner, zooms),
            **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, inner, zooms, image)}

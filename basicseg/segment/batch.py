@@ -20,11 +20,11 @@ from basicseg.segment.pipeline import (RECENTRE_PASSES, Models, Segmentation, bo
 
 
 def predict_all(model, boxes: list[np.ndarray], volumes: list[AxialVolume], centres: list[np.ndarray],
-                timings: list[dict], mirror: bool | None = None) -> list[np.ndarray]:
+                timings: list[dict]) -> list[np.ndarray]:
     """infer -> back-project for every volume with one network call over all their boxes; the shared
     inference time is split between the volumes by their number of slices."""
     t0 = time.perf_counter()
-    flat = model.predict(np.concatenate(boxes), mirror)
+    flat = model.predict(np.concatenate(boxes))
     share = (time.perf_counter() - t0) / max(1, len(flat))
     out, start = [], 0
     for box, volume, centre, t in zip(boxes, volumes, centres, timings):

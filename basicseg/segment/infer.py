@@ -1,6 +1,7 @@
 """Infer: load the shipped (or user-given) networks once per process and run them on batches of slices."""
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from functools import lru_cache
@@ -15,6 +16,11 @@ from .postprocess import LESION_MIN_VOLUME_MM3
 log = logging.getLogger("basicseg")
 
 BATCH_SIZE = 64
+
+# test-time augmentation (--tta): "full", what each model card says (the validated setting: the lesion network's
+# mirror and shift average); "mirror", the cards' mirror average without their shifts (about 2.5x faster on CPU);
+# "none", one pass per network (not validated)
+TTA_MODES = ("full", "mirror", "none")
 
 
 def predict_batches(forward, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -92,6 +98,27 @@ class Model:
         prob = predict_batches(self.runner, moved[:, ::-1] if flip else moved)
         prob = prob[:, ::-1] if flip else prob
         return np.roll(prob, (-shift[0], -shift[1]), axis=(1, 2)) if any(shift) else prob
+
+    def with_settings(self, **settings) -> "Model":
+        """This model with the settings that are not None (e.g. ``mirror``, ``shifts``, ``threshold``), as a
+        copy: the cached model keeps its card's."""
+        settings = {k: v for k, v in settings.items() if v is not None}
+        if not settings:
+            return self
+        unknown = set(settings) - set(vars(self))
+        if unknown:
+            raise AttributeError(f"not a model setting: {', '.join(sorted(unknown))}")
+        model = copy.copy(self)
+        vars(model).update(settings)
+        return model
+
+    def with_tta(self, mode: str) -> "Model":
+        """This model under one of :data:`TTA_MODES`."""
+        if mode not in TTA_MODES:
+            raise ValueError(f"test-time augmentation {mode!r}: expected one of {', '.join(TTA_MODES)}")
+        if mode == "full":
+            return self
+        return self.with_settings(shifts=(), mirror=False if mode == "none" else None)
 
     def provenance(self) -> dict:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,

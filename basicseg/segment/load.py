@@ -25,6 +25,7 @@ ISOTROPY_RATIO = 1.5
 MAX_SHEAR_COSINE = 0.05
 # NIfTI xyz units other than millimetres, as factors to millimetres (nibabel's affine ignores them).
 UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
+NIFTI_HEADER_BYTES = 348      # the smallest NIfTI-1 header; a shorter file is empty or cut off
 
 log = logging.getLogger("basicseg")
 
@@ -64,12 +65,16 @@ def read_verified(path: Path) -> bytes:
     """The file's bytes, decompressed and checked to their end (gzip CRC and length). nibabel alone stops
     reading before the gzip trailer, so a corrupted stream would be segmented silently."""
     raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    compressed = raw[:2] == b"\x1f\x8b"
+    if compressed:
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
             raise BasicsegError(f"{path}: corrupt gzip stream ({exc}); the file is damaged or truncated",
                                 DATA_ERR) from exc
+    if len(raw) < NIFTI_HEADER_BYTES:
+        size = f"{len(raw)} bytes{' decompressed' if compressed else ''}"
+        raise BasicsegError(f"{path}: {size}, shorter than a NIfTI header: the file is empty or truncated", DATA_ERR)
     return raw
 
 
@@ -98,6 +103,10 @@ def load_image(path: str | Path) -> nib.Nifti1Image:
         img = img.slicer[..., 0]
     if len(img.shape) != 3:
         raise BasicsegError(f"{path}: expected a 3D image, found shape {img.shape}", DATA_ERR)
+    dtype = img.get_data_dtype()
+    if dtype.kind == "c" or dtype.fields:
+        raise BasicsegError(f"{path}: {'complex' if dtype.kind == 'c' else 'RGB'} voxel data ({dtype}); basicseg "
+                            "reads real-valued magnitude images", DATA_ERR)
     check_geometry(img, path)
     return img
 
@@ -163,6 +172,8 @@ def load_axial(path: str | Path, img: nib.Nifti1Image | None = None) -> AxialVol
     except Exception as exc:
         raise BasicsegError(f"{path}: cannot read voxel data ({exc})", DATA_ERR) from exc
     native, nonfinite = replace_nonfinite(native)
+    if nonfinite == native.size:
+        raise BasicsegError(f"{path}: every voxel is NaN or Inf", DATA_ERR)
     warnings = []
     if nonfinite:
         warnings.append(f"{nonfinite} NaN/Inf voxel(s) replaced by their slice's median")

@@ -52,6 +52,12 @@ class Models:
             return load_model(name, backend, nprocs) if name else None
         return cls(one(cord), one(lesion), one(localiser))
 
+    def with_tta(self, mode: str) -> "Models":
+        """Every network under the test-time augmentation ``mode`` (infer.TTA_MODES)."""
+        def one(model):
+            return model.with_tta(mode) if model is not None else None
+        return Models(one(self.cord), one(self.lesion), one(self.localiser))
+
     def provenance(self) -> dict:
         return {role: m.provenance() for role, m in
                 (("cord", self.cord), ("lesion", self.lesion), ("localiser", self.localiser)) if m is not None}
@@ -80,11 +86,10 @@ def boxes_on_path(volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarr
     return boxes
 
 
-def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict,
-                    mirror: bool | None = None) -> np.ndarray:
+def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centres: np.ndarray, t: dict) -> np.ndarray:
     """infer -> back-project: one network's probability map on the native grid (seconds added to t)."""
     t0 = time.perf_counter()
-    prob_boxes = model.predict(boxes, mirror)
+    prob_boxes = model.predict(boxes)
     t1 = time.perf_counter()
     prob = uncrop_slices(prob_boxes, volume.data.shape, volume.zooms, centres)
     t["inference"] += t1 - t0
@@ -102,8 +107,8 @@ def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float
 
 
 def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto",
-            recentre_passes: int = RECENTRE_PASSES, lesion_mirror: bool | None = None) -> Segmentation:
-    """The whole image through the networks; ``lesion_mirror`` overrides the lesion card's mirror averaging."""
+            recentre_passes: int = RECENTRE_PASSES) -> Segmentation:
+    """The whole image through the networks (their test-time augmentation: ``Models.with_tta``)."""
     t = defaultdict(float)      # seconds per stage, summed over the passes
     t0 = time.perf_counter()
     centres, confidence = find_centreline(volume, models, centreline)
@@ -117,7 +122,7 @@ def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto"
         t["recentre"] += time.perf_counter() - t0
         boxes = boxes_on_path(volume, centres, t)
         cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
-    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t, lesion_mirror) if models.lesion else None
+    lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t) if models.lesion else None
 
     cord, lesion = postprocess(volume, models, cord_prob, lesion_prob, t)
     return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, dict(t))

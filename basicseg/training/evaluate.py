@@ -17,7 +17,6 @@ real images: there are no public contusion labels. ``--contrast bright-cord`` re
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import logging
 import sys
@@ -80,22 +79,11 @@ def load_models(config: EvalConfig) -> Models:
         rule["extent_threshold"] = rule["threshold"]     # no hysteresis
     # a fold network scored under the rule shipped with the final one: the cases (and their QC summary) are then
     # what the app would report; test-time augmentation is measured before it is shipped
-    lesion = overridden(models.lesion, **rule,
-                        shifts=shift_offsets(config.lesion_shift_mm) if config.lesion_shift_mm else None)
-    cord = overridden(models.cord, mirror=config.cord_mirror,
-                      shifts=shift_offsets(config.cord_shift_mm) if config.cord_shift_mm else None)
+    lesion = models.lesion and models.lesion.with_settings(
+        **rule, mirror=config.mirror, shifts=shift_offsets(config.lesion_shift_mm) if config.lesion_shift_mm else None)
+    cord = models.cord.with_settings(mirror=config.cord_mirror,
+                                     shifts=shift_offsets(config.cord_shift_mm) if config.cord_shift_mm else None)
     return dataclasses.replace(models, lesion=lesion, cord=cord)
-
-
-def overridden(model, **settings):
-    """``model`` with the settings that are not None, on a copy: the cached model keeps its card's."""
-    settings = {k: v for k, v in settings.items() if v is not None}
-    if model is None or not settings:
-        return model
-    model = copy.copy(model)
-    for name, value in settings.items():
-        setattr(model, name, value)
-    return model
 
 
 def shift_offsets(mm: float) -> tuple[tuple[int, int], ...]:
@@ -120,7 +108,7 @@ def cases(example: Example, config: EvalConfig, rng: np.random.Generator) -> lis
 
 
 def evaluate_case(name, example, volume, ref, models: Models, config: EvalConfig) -> tuple[dict, pd.DataFrame]:
-    seg = segment(volume, models, "auto", recentre_passes=config.recentre_passes, lesion_mirror=config.mirror)
+    seg = segment(volume, models, "auto", recentre_passes=config.recentre_passes)
     pred = seg.cord if config.target == "cord" else seg.lesion
     row, per_slice = score(name, example, pred, ref, config.target, volume.zooms)
     row |= {"contrast": config.contrast} | row_columns(
@@ -165,8 +153,7 @@ def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFr
     rows, sweep = [], []
     for e in examples:
         for case in unseen.pattern_cases(e, config.lesions_per_image, rng):
-            seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes,
-                          lesion_mirror=config.mirror)
+            seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes)
             rows.append(unseen.score_case(case, e, seg, models.cord.threshold) | {"contrast": config.contrast})
             sweep += unseen.sweep_case(case, e, seg, models.cord.threshold)
             r = rows[-1]
