@@ -25,7 +25,7 @@ from basicseg.measure.basic import grade_image
 from basicseg.measure.confidence import confidence_flags, confidence_summary, row_columns
 from basicseg.measure.morphometrics import measure_masks, qc_flags
 from basicseg.networks.registry import resolve_model, sha256
-from basicseg.segment.load import axial_problem, load_axial, load_header
+from basicseg.segment.load import axial_problem, load_axial, load_header, resolution_problem
 from basicseg.segment.batch import segment_batch
 from basicseg.segment.pipeline import Models, Segmentation, segment
 from bidsapp import manifest, write
@@ -69,6 +69,10 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
     flags = qc_flags(seg.cord, seg.lesion, seg.cord_prob)
     if seg.volume.nonfinite_voxels:
         flags.append("nonfinite_voxels")
+    coarse = resolution_problem(seg.volume.zooms)
+    if coarse:
+        log.warning("%s: %s: its outputs are not validated (flagged)", job.relpath, coarse)
+        flags.append("outside_validated_resolution")
     summary = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, seg.volume.zooms,
                                  seg.volume.data)
     flags += confidence_flags(summary)

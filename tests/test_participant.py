@@ -83,7 +83,7 @@ def test_morphometrics_and_reports(demo_run):
     assert {f"qc_{k}" for k in SUMMARY_KEYS} <= set(rows.columns)
     assert rows["qc_cord_mean_prob"].between(0.5, 1).all()
     flags = {f.split(":")[0] for text in rows["qc_flags"].dropna() for f in str(text).split(";") if f}
-    assert flags <= set(ALL_QC_FLAGS) | {"nonfinite_voxels"}
+    assert flags <= set(ALL_QC_FLAGS)
     for subject in rows["participant_id"]:
         assert (out / f"{subject}.html").is_file()
     assert (out / "dataset_description.json").is_file()

@@ -166,6 +166,11 @@ def bad_run(tmp_path_factory):
     affine = img.affine.copy()
     affine[:3, :] /= 1000.0
     resave(BASE, image(bids, "metres"), affine=affine, edit=metres)
+    # 2 x 2 x 4 mm voxels (an axial stack, in-plane too coarse): processed, flagged outside the validated sizes
+    coarse = img.affine.copy()
+    for axis, world in enumerate(nib.orientations.io_orientation(coarse)[:, 0]):
+        coarse[:3, axis] *= (4.0 if world == 2 else 2.0) / np.linalg.norm(coarse[:3, axis])
+    resave(BASE, image(bids, "coarse"), affine=coarse)
     out = root / "out"
     result = run(bids, out, "participant", "--bids-filter-file", str(_filter(root)))
     return bids, out, result
@@ -206,6 +211,14 @@ def test_nonfinite_voxels_are_counted_and_flagged(bad_run):
     assert "75 NaN/Inf voxel(s)" in result.stderr
     row = status_row(out, "nonfinite")
     assert row["status"] == "ok" and row["nonfinite_voxels"] == 75 and "nonfinite_voxels" in row["qc_flags"]
+
+
+def test_coarse_voxels_are_processed_and_flagged(bad_run):
+    _, out, result = bad_run
+    row = status_row(out, "coarse")
+    assert row["status"] == "ok" and "outside_validated_resolution" in row["qc_flags"].split(";")
+    assert "outside_validated_resolution" not in str(status_row(out, GOOD)["qc_flags"])
+    assert any("sub-coarse_T2w" in line and "in-plane voxel 2 mm" in line for line in result.stderr.splitlines())
 
 
 def test_thick_sagittal_is_skipped_with_a_row(bad_run):

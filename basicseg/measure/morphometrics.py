@@ -94,8 +94,10 @@ LABELS = {   # key: (label for tables, unit)
 }
 
 QC_FLAGS = ("no_cord", "low_confidence", "discontinuous_cord", "lesion_outside_cord", "missing_cord_slices")
-# every flag an image row may carry: qc_flags' own, then those of the networks' confidence (the app adds them)
-ALL_QC_FLAGS = QC_FLAGS + CONFIDENCE_FLAGS
+# what the input itself warns of (the app adds them): NaN/Inf voxels replaced, voxels outside the validated sizes
+INPUT_FLAGS = ("nonfinite_voxels", "outside_validated_resolution")
+# every flag an image row may carry: qc_flags' own, the input's, then those of the networks' confidence
+ALL_QC_FLAGS = QC_FLAGS + INPUT_FLAGS + CONFIDENCE_FLAGS
 
 _CONN26 = np.ones((3, 3, 3), bool)
 

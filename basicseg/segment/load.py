@@ -25,6 +25,11 @@ ISOTROPY_RATIO = 1.5
 MAX_SHEAR_COSINE = 0.05
 # NIfTI xyz units other than millimetres, as factors to millimetres (nibabel's affine ignores them).
 UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 1e-3, "unknown": 1.0}
+# the voxel sizes the networks were trained on: in-plane 0.5-1 mm (blurred in training to about 1.2 mm) and
+# axial slices up to 7 mm thick (training simulates 2-7 mm); coarser, the cord (~8 mm across) is a handful of
+# voxels and the outputs are not validated (flagged outside_validated_resolution)
+VALIDATED_IN_PLANE_MM = 1.5
+VALIDATED_SLICE_MM = 7.0
 NIFTI_HEADER_BYTES = 348      # the smallest NIfTI-1 header; a shorter file is empty or cut off
 
 log = logging.getLogger("basicseg")
@@ -136,6 +141,16 @@ def check_geometry(img, path: Path) -> None:
     if cosines.max() > MAX_SHEAR_COSINE:
         raise BasicsegError(f"{path}: the voxel grid is sheared (axis cosine {cosines.max():.3f} > "
                             f"{MAX_SHEAR_COSINE}); reslice it to an orthogonal grid first", DATA_ERR)
+
+
+def resolution_problem(zooms) -> str | None:
+    """Why voxels of ``zooms`` (canonical R, A, S; mm) lie outside the validated range, or None."""
+    in_plane, thickness = max(float(zooms[0]), float(zooms[1])), float(zooms[2])
+    if in_plane > VALIDATED_IN_PLANE_MM:
+        return f"in-plane voxel {in_plane:.2g} mm, coarser than the {VALIDATED_IN_PLANE_MM} mm validated"
+    if thickness > VALIDATED_SLICE_MM:
+        return f"axial slices {thickness:.2g} mm thick, thicker than the {VALIDATED_SLICE_MM} mm validated"
+    return None
 
 
 def affine_mm(img) -> np.ndarray:

@@ -24,6 +24,7 @@ import numpy as np
 from basicseg import __version__
 from basicseg.io import write_text
 from basicseg.measure.morphometrics import LABELS
+from basicseg.segment.load import VALIDATED_IN_PLANE_MM, VALIDATED_SLICE_MM
 from bidsapp.discovery import strip_prefix
 from bidsapp.report import rating
 from bidsapp.report.figures import FIELD_MM, axial_mosaic, centres_of, epicentre_view, sagittal_view
@@ -41,8 +42,13 @@ FLAG_TEXT = {
                            "threshold): check the cord outline on every slice.",
     "uncertain_cord_boundary": "Many voxels on the cord's slices have an undecided cord probability: the "
                                "outline may be wrong.",
-    "low_cord_contrast": "The cord is nearly as bright as the CSF around it, a contrast the networks were not "
-                         "validated on: the outline may leak into the CSF or miss cord.",
+    "low_cord_contrast": "The cord is nearly as bright as the CSF around it, or brighter (an inverted contrast: "
+                         "is this a T2-weighted image?), a contrast the networks were not validated on: the "
+                         "outline may leak into the CSF or miss cord, and lesions may be false.",
+    "nonfinite_voxels": "Some voxels of the input were NaN or Inf; they were replaced by their slice's median.",
+    "outside_validated_resolution": "The voxels are coarser than those the networks were validated on (in-plane "
+                                    f"over {VALIDATED_IN_PLANE_MM:g} mm or slices over {VALIDATED_SLICE_MM:g} mm "
+                                    "thick): the outputs are not validated.",
     "implausible_cord_shape": "The cord's area varies or jumps between slices more than a real cord's does: "
                               "look for slices where the mask leaks or misses cord.",
     "uncertain_lesion": "The lesion network was unsure of this lesion (low mean probability): it may be a "
