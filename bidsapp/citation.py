@@ -39,14 +39,37 @@ def _model_line(role: str, name: str) -> str:
             f"{card.get('threshold', 0.5)}, SHA-256 `{sha256(path)}`)")
 
 
+def averaging_text(card: dict, tta: str) -> str:
+    """How a network's probabilities were averaged over views, under --tta ``tta`` (infer.Model.with_tta)."""
+    mirror = card.get("mirror_average", False) and tta != "none"
+    shifts = card.get("shift_average_px") if tta == "full" else None
+    if not (mirror or shifts):
+        return ""
+    shift_mm = max(abs(v) for s in shifts for v in s) * PIXEL_MM if shifts else 0
+    views = ["its left-right mirror"] * bool(mirror) + \
+        [f"the box shifted by +-{shift_mm:g} mm along each in-plane axis"] * bool(shifts)
+    return f", its probabilities averaged over each box and {' and '.join(views)}"
+
+
+def lesion_text(name: str, tta: str) -> str:
+    """The lesion network's rule as its model card gives it (scripts/tune_lesion.py writes it)."""
+    card = model_card(resolve_model(name))
+    threshold = card.get("threshold", 0.5)
+    extent = card.get("extent_threshold") or threshold
+    outline = f", each outlined where its probability exceeded {extent}" if extent != threshold else ""
+    return (f" Intramedullary lesions were segmented by a second network in the same boxes{averaging_text(card, tta)}; "
+            f"lesions were the components whose probability reached {threshold} over at least "
+            f"{float(card.get('min_lesion_volume_mm3') or LESION_MIN_VOLUME_MM3):g} mm3{outline}. The lesion network was "
+            "trained on SIMULATED contusion-like lesions only.")
+
+
 def methods_text(config) -> str:
     container = os.environ.get("BASICSEG_CONTAINER")
     models = [_model_line(role, name) for role, name in
               (("cord", config.cord_model), ("lesion", config.lesion_model),
                ("localiser", config.localiser_model if config.centerline == "auto" else None)) if name]
-    lesion = (f" Intramedullary lesions were segmented by a second network in the same boxes; lesion components "
-              f"smaller than {LESION_MIN_VOLUME_MM3} mm3 were discarded. The lesion network was trained on SIMULATED "
-              "contusion-like lesions only.") if config.lesion_model else ""
+    lesion = lesion_text(config.lesion_model, config.tta) if config.lesion_model else ""
+    cord_averaging = averaging_text(model_card(resolve_model(config.cord_model)), config.tta)
     return f"""# Methods (written by basicseg {__version__})
 
 The spinal cord{' and intramedullary lesions' if config.lesion_model else ''} were segmented on axial
@@ -54,7 +77,7 @@ T2-weighted images with basicseg {__version__}{f' (container {container})' if co
 implementation of the BASICseg U-Nets [@mccoy2019basicseg]. The cord centreline was found
 {'by a localiser network on 1 mm slices' if config.centerline == 'auto' else 'from given centreline masks' if config.centerline not in ('auto', 'sct') else "with SCT's sct_get_centerline"}; on every axial
 slice a {MATRIX * PIXEL_MM:.1f} mm box ({MATRIX} x {MATRIX}, {PIXEL_MM} mm pixels) was cut around it, the
-cord was segmented by a U-Net and the probabilities were mapped back onto the image's own grid.{lesion}
+cord was segmented by a U-Net{cord_averaging} and the probabilities were mapped back onto the image's own grid.{lesion}
 Lesion morphometrics (volume, length, maximal width, axial damage ratio, midsagittal tissue bridges, one
 row per lesion and the lesion masked by the cord) follow the definitions of the Spinal Cord Toolbox 7.4
 `sct_analyze_lesion` [@deleener2017sct]; cross-sectional area is corrected for the cord's angle to the

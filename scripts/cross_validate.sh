@@ -60,3 +60,13 @@ for f in A B C; do
     done
   done
 done
+
+# the per-image and per-case tables behind the README's figures, kept in the repository (a few kB each): the
+# figures can then be re-derived (scripts/model_report.py, scripts/tune_qc.py) without the RUNS folder, which
+# holds days of CPU training and does not survive a machine
+KEEP=${KEEP:-docs/validation}
+for table in "$RUNS"/cv-*-eval-*/eval_{patterns,cord_images,lesion_images}.tsv; do
+  [[ -f "$table" ]] || continue
+  run=$(basename "$(dirname "$table")")
+  mkdir -p "$KEEP/$run" && cp "$table" "$KEEP/$run/"
+done

@@ -166,8 +166,14 @@ def test_tta_is_recorded_and_a_change_redoes_the_image(demo_run, caplog):
     model = json.loads(sidecar.read_text())["Model"]
     assert model["MirrorAverage"] is False and model["ShiftAveragePixels"] == []
     assert "made with other settings" in caplog.text and "--tta none" in caplog.text
+    citation = out / "logs" / "CITATION.md"                   # the methods text says what ran
+    assert "averaged" not in citation.read_text()
     assert main(args) == 0                                    # back to full: redone again, with the card's views
     assert json.loads(sidecar.read_text())["Model"]["ShiftAveragePixels"]
+    card = json.loads(resolve_model(DEFAULT_MODELS["lesion"]).with_suffix(".json").read_text())
+    text = " ".join(citation.read_text().split())
+    assert "its left-right mirror and the box shifted by +-1 mm" in text
+    assert f"reached {card['threshold']} over at least {card['min_lesion_volume_mm3']:g} mm3" in text
 
 
 def test_one_bad_image_does_not_stop_the_others(tmp_path, demo_dataset):
