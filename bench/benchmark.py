@@ -272,7 +272,7 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--probe"]:                # the job's child: --probe BACKEND -- CLI ARGS
         return probe_child(argv[1], argv[3:])
-    from basicseg.segment.infer import TTA_MODES     # not at the top: the probed job times its own imports
+    from basicseg.networks.registry import TTA_MODES  # not at the top: the probed job times its own imports
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("datasets", nargs="*", type=Path)
     p.add_argument("--backend", nargs="+", choices=BACKENDS, default=list(BACKENDS))

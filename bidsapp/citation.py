@@ -9,7 +9,7 @@ from basicseg import __version__
 from basicseg.io import write_text
 from basicseg.networks.registry import model_card, resolve_model, sha256
 from basicseg.segment.crop import MATRIX, PIXEL_MM
-from basicseg.segment.postprocess import LESION_MIN_VOLUME_MM3
+from basicseg.segment.infer import card_settings
 
 HOW_TO_ACKNOWLEDGE = ("Cite basicseg (version and container as in GeneratedBy), the BASICseg paper "
                       "(McCoy et al., AJNR 2019, doi:10.3174/ajnr.A6020) and, for the lesion metrics, the Spinal "
@@ -40,27 +40,24 @@ def _model_line(role: str, name: str) -> str:
 
 
 def averaging_text(card: dict, tta: str) -> str:
-    """How a network's probabilities were averaged over views, under --tta ``tta`` (infer.Model.with_tta)."""
-    mirror = card.get("mirror_average", False) and tta != "none"
-    shifts = card.get("shift_average_px") if tta == "full" else None
-    if not (mirror or shifts):
-        return ""
-    shift_mm = max(abs(v) for s in shifts for v in s) * PIXEL_MM if shifts else 0
-    views = ["its left-right mirror"] * bool(mirror) + \
-        [f"the box shifted by +-{shift_mm:g} mm along each in-plane axis"] * bool(shifts)
-    return f", its probabilities averaged over each box and {' and '.join(views)}"
+    """How a network's probabilities were averaged over views under --tta ``tta`` (as infer.Model runs it)."""
+    views = card_settings(card, tta)
+    shift_mm = max((abs(v) for s in views["shifts"] for v in s), default=0) * PIXEL_MM
+    named = ["its left-right mirror"] * views["mirror"] + \
+        [f"the box shifted by +-{shift_mm:g} mm along each in-plane axis"] * bool(views["shifts"])
+    return f", its probabilities averaged over each box and {' and '.join(named)}" if named else ""
 
 
 def lesion_text(name: str, tta: str) -> str:
     """The lesion network's rule as its model card gives it (scripts/tune_lesion.py writes it)."""
     card = model_card(resolve_model(name))
-    threshold = card.get("threshold", 0.5)
-    extent = card.get("extent_threshold") or threshold
-    outline = f", each outlined where its probability exceeded {extent}" if extent != threshold else ""
+    rule = card_settings(card, tta)
+    outline = (f", each outlined where its probability exceeded {rule['extent_threshold']:g}"
+               if rule["extent_threshold"] != rule["threshold"] else "")
     return (f" Intramedullary lesions were segmented by a second network in the same boxes{averaging_text(card, tta)}; "
-            f"lesions were the components whose probability reached {threshold} over at least "
-            f"{float(card.get('min_lesion_volume_mm3') or LESION_MIN_VOLUME_MM3):g} mm3{outline}. The lesion network was "
-            "trained on SIMULATED contusion-like lesions only.")
+            f"lesions were the components whose probability reached {rule['threshold']:g} over at least "
+            f"{rule['min_volume_mm3']:g} mm3{outline}. The lesion network was trained on SIMULATED contusion-like "
+            "lesions only.")
 
 
 def methods_text(config) -> str:

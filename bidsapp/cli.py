@@ -13,9 +13,8 @@ from basicseg import __version__
 from basicseg.errors import CANT_CREATE, FAILURE, INVALID_BIDS, IO_ERR, NO_INPUT, UNKNOWN_LEVEL, USAGE, BasicsegError
 from basicseg.io import remove_own_temps, temp_path, remove_stale_temps
 from bidsapp import signals
-from basicseg.networks.registry import DEFAULT_MODELS
+from basicseg.networks.registry import DEFAULT_MODELS, TTA_MODES
 from basicseg.segment.backends import BACKENDS, DEFAULT_BACKEND, TENSORFLOW
-from basicseg.segment.infer import TTA_MODES
 from bidsapp.config import Config, write_settings
 from bidsapp.scratch import ensure_scratch
 

@@ -19,15 +19,22 @@ from bidsapp.naming import MANIFEST
 
 @dataclass(frozen=True)
 class Expected:
-    """What a current run would record for an image: compared with what its manifest holds."""
-    input_sha256: str
-    input_size: int
+    """What a current run would record for an image: compared with what its manifest holds. Without the
+    input's checksum and size (an input that cannot be read now) the rest is compared."""
+    input_sha256: str | None
+    input_size: int | None
     models: dict          # role -> SHA-256
     settings: dict        # the options that change outputs
 
 
 def expected(job, model_sha256: dict, settings: dict) -> Expected:
     return Expected(sha256_file(job.path), job.path.stat().st_size, dict(model_sha256), dict(settings))
+
+
+def expected_unread(model_sha256: dict, settings: dict) -> Expected:
+    """What a run expects of an image whose input it cannot read (e.g. a DataLad file dropped after it was
+    processed): its outputs are current if the models, settings and outputs are."""
+    return Expected(None, None, dict(model_sha256), dict(settings))
 
 
 def manifest_path(job, output_dir: Path) -> Path:
@@ -50,7 +57,8 @@ def stale_reason(record: dict | None, want: Expected, output_dir: Path) -> str |
     if record.get("basicseg_version") != __version__:
         return f"made by basicseg {record.get('basicseg_version')}, this is {__version__}"
     source = record.get("input", {})
-    if source.get("size") != want.input_size or source.get("sha256") != want.input_sha256:
+    if want.input_sha256 is not None and (source.get("size") != want.input_size or
+                                          source.get("sha256") != want.input_sha256):
         return "the input image has changed since its outputs were made"
     if record.get("models") != want.models:
         return "made with other models"

@@ -264,7 +264,7 @@ def record_skipped(skipped: list[tuple[ImageJob, str]], config) -> list[Outcome]
     return outcomes
 
 
-def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected | None, dict | None]]:
+def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected, dict | None]]:
     """The images to (re)do, each with what its manifest should record and its previous manifest."""
     checksums, settings = model_checksums(config), output_settings(config)
     todo = []
@@ -274,9 +274,12 @@ def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected
             want = manifest.expected(job, checksums, settings)
         except OSError as exc:          # unreadable (discovery said why), or removed since
             job = job if job.problem else replace(job, problem=f"{job.relpath}: cannot be read: {exc.strerror or exc}")
-            want = None
-        if want is None:
-            todo.append((job, None, previous))          # it fails with its problem; the others go on
+            want = manifest.expected_unread(checksums, settings)
+            if not config.overwrite and manifest.stale_reason(previous, want, config.output_dir) is None:
+                # a file dropped after it was processed (datalad drop): its outputs stand
+                log.warning("%s; the outputs of its earlier run are kept", job.problem)
+                continue
+            todo.append((job, want, previous))          # it fails with its problem; the others go on
             continue
         reason = "--overwrite" if config.overwrite else manifest.stale_reason(previous, want, config.output_dir)
         if reason is None:

@@ -16,12 +16,13 @@ RUNS=${2:-train_runs}
 PATTERN_SEEDS=${PATTERN_SEEDS:-2}
 # the fold networks are scored under the shipped lesion network's rule (threshold, minimum volume, extent), so
 # that their cases and QC summaries are what the app would report
-RULE=$(python -c "import json, sys; c = json.load(open(sys.argv[1])); t = c.get('threshold', 0.5); \
-print(t, c.get('min_lesion_volume_mm3') or 20, c.get('extent_threshold') or t)" basicseg/networks/weights/lesion-basicseg3.json)
+CARD=basicseg/networks/weights/lesion-basicseg3.json
+RULE=$(python -c "import json, sys; from basicseg.segment.infer import card_settings; \
+s = card_settings(json.load(open(sys.argv[1]))); print(s['threshold'], s['min_volume_mm3'], s['extent_threshold'])" "$CARD")
 # and with its test-time augmentation: the mirror, and the shift average's distance in mm (0: none)
 SHIFT_MM=$(python -c "import json, sys; from basicseg.segment.crop import PIXEL_MM; \
-s = json.load(open(sys.argv[1])).get('shift_average_px') or []; print(max([abs(v) for p in s for v in p] or [0]) * PIXEL_MM)" \
-  basicseg/networks/weights/lesion-basicseg3.json)
+from basicseg.segment.infer import card_settings; s = card_settings(json.load(open(sys.argv[1])))['shifts']; \
+print(max([abs(v) for p in s for v in p] or [0]) * PIXEL_MM)" "$CARD")
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")

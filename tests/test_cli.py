@@ -122,3 +122,15 @@ def test_filter_file_unknown_key(tmp_path):
     with pytest.raises(BasicsegError) as err:
         read_filter_file(f)
     assert err.value.code == 64
+
+
+def test_library_warnings_go_to_the_log_file_not_the_console(tmp_path):
+    """A library's warning (nibabel casting, numpy on an empty slice) is kept in the run's log file; the console
+    says only what basicseg says."""
+    code = ("import sys, warnings; from pathlib import Path; from bidsapp.cli import setup_logging; "
+            "log = setup_logging(Path(sys.argv[1]), 0, False); "
+            "warnings.warn('probe-warning-321', RuntimeWarning); print(log)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "probe-warning-321" not in result.stderr
+    assert "probe-warning-321" in Path(result.stdout.strip()).read_text()

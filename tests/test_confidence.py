@@ -107,6 +107,10 @@ def test_an_inverted_contrast_is_flagged(demo_t2star):
         summary = confidence_summary(prob, cord, None, None, volume.zooms, image)
         assert summary["cord_csf_contrast"] < -0.5 * native
         assert confidence_flags(summary, Thresholds()) == ["low_cord_contrast"]
+    padded = volume.data.copy()           # int16 padding in a corner, far from the cord, changes nothing
+    padded[:2, :2, :] = -32768
+    summary = confidence_summary(prob, cord, None, None, volume.zooms, padded)
+    assert summary["cord_csf_contrast"] == pytest.approx(native) and confidence_flags(summary, Thresholds()) == []
 
 
 def test_a_slice_twice_as_wide_is_implausible(demo):

@@ -134,6 +134,7 @@ BAD_INPUTS = {   # subject -> (how to make it, words the message must hold)
     "empty": (lambda p: p.write_bytes(b""), "shorter than a NIfTI header"),
     "annexed": (_annexed, "datalad get"),
     "complex": (_complex, "complex voxel data"),
+    "unlocked": (lambda p: p.write_bytes(b"/annex/objects/MD5E-s123--0f.nii.gz\n"), "git-annex pointer"),
     "allnan": (_all_nan, "every voxel is NaN or Inf"),
     "text": (lambda p: p.write_bytes(gzip.compress(b"not an image\n" * 100)), "cannot read as NIfTI"),
     "shorttext": (lambda p: p.write_bytes(gzip.compress(b"not an image\n")), "13 bytes decompressed, shorter"),
@@ -339,6 +340,24 @@ def processed(tmp_path):
     out = tmp_path / "out"
     assert run(bids, out).returncode == 0
     return bids, out
+
+
+def test_dropped_input_keeps_its_outputs(processed):
+    """A DataLad file dropped after it was processed (a link to absent content) keeps its outputs on a rerun for
+    other subjects; --overwrite cannot redo it, fails it, and still keeps them."""
+    bids, out = processed
+    src = image(bids, "two")
+    src.unlink()
+    _annexed(src)
+    outputs = sorted(p for p in (out / "sub-two" / "anat").iterdir())
+    before = {p: p.read_bytes() for p in outputs}
+    result = run(bids, out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "datalad get" in result.stderr and "outputs of its earlier run are kept" in result.stderr
+    assert {p: p.read_bytes() for p in outputs} == before and done(out, "two")
+    result = run(bids, out, "participant", "--overwrite")
+    assert result.returncode == 1 and "outputs of its previous run are kept unchanged" in result.stderr
+    assert {p: p.read_bytes() for p in outputs} == before and done(out, GOOD)
 
 
 def test_changed_models_redo_the_image(processed):

@@ -42,6 +42,7 @@ EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neigh
 # against a ring CSF_RING_MM outside it
 CORD_INTERIOR_MM = 0.5
 CSF_RING_MM = (0.5, 2.5)
+MAGNITUDE_MARGIN_MM = 5.0     # the neighbourhood of the cord whose minimum must not be negative (magnitude)
 
 # a lesion's brightness against the normal cord near it: the cord's interior on the lesion-free slices within
 # LESION_REFERENCE_MM above or below the lesion (close enough that a bias field changes it little), when it
@@ -179,10 +180,18 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_min_contrast": _lesion_contrast(image, labels, n, inner, zooms)}
 
 
-def magnitude(image: np.ndarray) -> np.ndarray:
-    """``image`` raised so that its minimum is 0 when it has negative values: MR magnitude is never negative, and
-    the contrast ratios need positive levels (a negated image then reads as the inverted contrast it is)."""
-    low = float(np.min(image))
+def magnitude(image: np.ndarray, cord: np.ndarray, zooms) -> np.ndarray:
+    """``image`` raised so that its minimum around the cord is 0 when that minimum is negative: MR magnitude is
+    never negative and the contrast ratios need positive levels (a negated image then reads as the inverted
+    contrast it is). Around the cord (its bounding box, :data:`MAGNITUDE_MARGIN_MM` wider in-plane), so that
+    negative padding elsewhere in the field of view changes nothing."""
+    if not cord.any():
+        return image
+    ii, jj, kk = np.nonzero(cord)
+    margin = [int(np.ceil(MAGNITUDE_MARGIN_MM / float(z))) for z in zooms[:2]]
+    box = image[max(0, ii.min() - margin[0]):ii.max() + margin[0] + 1,
+                max(0, jj.min() - margin[1]):jj.max() + margin[1] + 1, kk.min():kk.max() + 1]
+    low = float(np.min(box))
     return image - low if low < 0 else image
 
 
@@ -210,7 +219,7 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
     if image is not None:
-        image = magnitude(image)
+        image = magnitude(image, cord, zooms)
     inner = _cord_interior(cord, zooms) if image is not None else None     # both contrasts sample it
     out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, inner, zooms),
            **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, inner, zooms, image)}

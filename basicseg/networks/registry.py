@@ -14,6 +14,10 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # validation on a 2-core CPU (README "Models"): BASICseg-3 for the cord and the lesion, trained with a moving
 # average of their weights, on the SIMULATED clinical patterns (the cord network learnt them as cord).
 DEFAULT_MODELS = {"cord": "cord-basicseg3", "lesion": "lesion-basicseg3", "localiser": "localiser"}
+# test-time augmentation (--tta; basicseg.segment.infer.card_settings): "full", as each model card says (the
+# validated setting: the lesion network's mirror and shift average); "mirror", the cards' mirror average without
+# their shifts (about 2.5x faster on CPU); "none", one pass per network (not validated)
+TTA_MODES = ("full", "mirror", "none")
 
 
 def resolve_model(name_or_path: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..networks.registry import model_card, resolve_model, sha256
+from ..networks.registry import TTA_MODES, model_card, resolve_model, sha256
 from .backends import DEFAULT_BACKEND, open_runner
 from .postprocess import LESION_MIN_VOLUME_MM3
 
@@ -17,10 +17,23 @@ log = logging.getLogger("basicseg")
 
 BATCH_SIZE = 64
 
-# test-time augmentation (--tta): "full", what each model card says (the validated setting: the lesion network's
-# mirror and shift average); "mirror", the cards' mirror average without their shifts (about 2.5x faster on CPU);
-# "none", one pass per network (not validated)
-TTA_MODES = ("full", "mirror", "none")
+
+def card_settings(card: dict, tta: str = "full") -> dict:
+    """How a model card says its network is run (the settings of :class:`Model`), under ``tta``
+    (:data:`TTA_MODES`: "mirror" drops the card's shifts, "none" its mirror too)."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"test-time augmentation {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    threshold = float(card.get("threshold", 0.5))
+    shifts = (card.get("shift_average_px") or ()) if tta == "full" else ()
+    return {"threshold": threshold,
+            # lesion networks: the smallest component reported, chosen with the threshold (scripts/tune_lesion.py)
+            "min_volume_mm3": float(card.get("min_lesion_volume_mm3") or LESION_MIN_VOLUME_MM3),
+            # and the outline of each lesion found (postprocess.lesion_mask's hysteresis; none: the threshold)
+            "extent_threshold": float(card.get("extent_threshold") or threshold),
+            # the mean over the box and its left-right mirror; then over the box shifted by each offset (i, j),
+            # in box pixels, each prediction shifted back
+            "mirror": bool(card.get("mirror_average", False)) and tta != "none",
+            "shifts": tuple(tuple(int(v) for v in s) for s in shifts)}
 
 
 def predict_batches(forward, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -66,14 +79,12 @@ class Model:
         self.card = model_card(self.path)
         self.runner = open_runner(self.path, self.sha256, backend, nprocs)
         self.backend = self.runner.backend
-        self.threshold = float(self.card.get("threshold", 0.5))
-        # lesion networks: the smallest component reported, chosen with the threshold (scripts/tune_lesion.py)
-        self.min_volume_mm3 = float(self.card.get("min_lesion_volume_mm3") or LESION_MIN_VOLUME_MM3)
-        # and the outline of each lesion found (postprocess.lesion_mask's hysteresis; none: the threshold)
-        self.extent_threshold = float(self.card.get("extent_threshold") or self.threshold)
-        self.mirror = bool(self.card.get("mirror_average", False))
-        # test-time shifts of the box, in box pixels (i, j), each prediction shifted back and averaged
-        self.shifts = tuple(tuple(int(v) for v in s) for s in self.card.get("shift_average_px") or ())
+        settings = card_settings(self.card)
+        self.threshold: float = settings["threshold"]
+        self.min_volume_mm3: float = settings["min_volume_mm3"]
+        self.extent_threshold: float = settings["extent_threshold"]
+        self.mirror: bool = settings["mirror"]
+        self.shifts: tuple = settings["shifts"]
         self.name = self.card.get("name", self.path.stem)
 
     @property
@@ -113,12 +124,11 @@ class Model:
         return model
 
     def with_tta(self, mode: str) -> "Model":
-        """This model under one of :data:`TTA_MODES`."""
-        if mode not in TTA_MODES:
-            raise ValueError(f"test-time augmentation {mode!r}: expected one of {', '.join(TTA_MODES)}")
+        """This model under one of :data:`TTA_MODES` (its card's views, fewer of them)."""
         if mode == "full":
             return self
-        return self.with_settings(shifts=(), mirror=False if mode == "none" else None)
+        views = card_settings(self.card, mode)
+        return self.with_settings(mirror=views["mirror"], shifts=views["shifts"])
 
     def provenance(self) -> dict:
         return {"Name": self.name, "File": self.path.name, "SHA256": self.sha256,

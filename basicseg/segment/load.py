@@ -77,10 +77,24 @@ def read_verified(path: Path) -> bytes:
         except (OSError, EOFError, zlib.error) as exc:
             raise BasicsegError(f"{path}: corrupt gzip stream ({exc}); the file is damaged or truncated",
                                 DATA_ERR) from exc
+    pointer = pointer_file(raw)
+    if pointer:
+        raise BasicsegError(f"{path}: {pointer}", DATA_ERR)
     if len(raw) < NIFTI_HEADER_BYTES:
         size = f"{len(raw)} bytes{' decompressed' if compressed else ''}"
         raise BasicsegError(f"{path}: {size}, shorter than a NIfTI header: the file is empty or truncated", DATA_ERR)
     return raw
+
+
+def pointer_file(raw: bytes) -> str | None:
+    """What a small text file standing in for an image is (git-annex unlocked files, Git LFS), or None."""
+    if len(raw) > 1024:
+        return None
+    if b"/annex/objects/" in raw[:200]:
+        return "a git-annex pointer, not the image: its content was not fetched (`datalad get` it)"
+    if raw.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the image: its content was not fetched (`git lfs pull`)"
+    return None
 
 
 def _from_bytes(raw: bytes):
@@ -147,9 +161,9 @@ def resolution_problem(zooms) -> str | None:
     """Why voxels of ``zooms`` (canonical R, A, S; mm) lie outside the validated range, or None."""
     in_plane, thickness = max(float(zooms[0]), float(zooms[1])), float(zooms[2])
     if in_plane > VALIDATED_IN_PLANE_MM:
-        return f"in-plane voxel {in_plane:.2g} mm, coarser than the {VALIDATED_IN_PLANE_MM} mm validated"
+        return f"in-plane voxel {in_plane:.3g} mm, coarser than the {VALIDATED_IN_PLANE_MM:g} mm validated"
     if thickness > VALIDATED_SLICE_MM:
-        return f"axial slices {thickness:.2g} mm thick, thicker than the {VALIDATED_SLICE_MM} mm validated"
+        return f"axial slices {thickness:.3g} mm thick, thicker than the {VALIDATED_SLICE_MM:g} mm validated"
     return None
 
 
