@@ -68,6 +68,7 @@ done
 KEEP=${KEEP:-docs/validation}
 for table in "$RUNS"/cv-*-eval-*/eval_{patterns,cord_images,lesion_images}.tsv; do
   [[ -f "$table" ]] || continue
-  run=$(basename "$(dirname "$table")")
-  mkdir -p "$KEEP/$run" && cp "$table" "$KEEP/$run/"
+  run=$(dirname "$table")
+  # settings.json: the command, the models' SHA-256 and the versions that made the table
+  mkdir -p "$KEEP/${run##*/}" && cp "$table" "$run/settings.json" "$KEEP/${run##*/}/"
 done
