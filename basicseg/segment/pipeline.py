@@ -19,11 +19,12 @@ from basicseg.segment.crop import crop_slices
 from basicseg.segment.infer import Model, load_model
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.normalise import normalise
-from basicseg.segment.postprocess import cord_mask, lesion_mask
+from basicseg.segment.postprocess import components, cord_mask, lesion_mask
 
 RECENTRE_PASSES = 1      # boxes recentred on the cord found by the previous pass (the localiser works at 1 mm
                          # and sits mm off where the cord lies against the canal wall; training boxes are cord-centred)
 RECENTRE_SMOOTH_MM = 2.0  # smoothing of the recentred path along inferior-superior (sigma, mm)
+RECENTRE_MIN_PIECE = 0.1  # a piece of cord with a tenth of the largest piece's voxels still places the path
 
 
 @dataclass
@@ -98,12 +99,28 @@ def predict_on_path(model: Model, boxes: np.ndarray, volume: AxialVolume, centre
 
 
 def recentre(cord_prob: np.ndarray, centres: np.ndarray, zooms, threshold: float) -> np.ndarray:
-    """The path through the found cord's centroids; slices without cord keep their previous centre."""
-    found = centres_from_mask(cord_mask(cord_prob, threshold))
-    if not np.isfinite(found).any():
+    """The path through the found cord's centroids. Every large piece of cord counts, not only the largest: where
+    the boxes missed the cord on some slices (a localiser confidently off it) the cord splits in two, and the
+    slices between its pieces take a path interpolated between them, so the next pass finds the cord there.
+    Slices beyond the cord found keep their previous centre."""
+    found = centres_from_mask(cord_pieces(cord_prob >= threshold))
+    on = np.isfinite(found).all(axis=1)
+    if not on.any():
         return centres
-    merged = np.where(np.isfinite(found), found, centres)
+    z = np.arange(len(centres))
+    between = (z > np.flatnonzero(on)[0]) & (z < np.flatnonzero(on)[-1])
+    merged = np.where(on[:, None], found, np.where(between[:, None], np.nan, centres))
     return smooth_path(merged, zooms, smooth_mm=RECENTRE_SMOOTH_MM)
+
+
+def cord_pieces(mask: np.ndarray) -> np.ndarray:
+    """The 3D components of ``mask`` of at least :data:`RECENTRE_MIN_PIECE` x the largest one's voxels (the cord,
+    whole or in pieces, without the specks a network leaves off it)."""
+    labels, sizes = components(mask)
+    if len(sizes) <= 1:
+        return mask
+    keep = np.flatnonzero(sizes >= RECENTRE_MIN_PIECE * sizes.max()) + 1
+    return np.isin(labels, keep)
 
 
 def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto",
