@@ -54,7 +54,7 @@ class Models:
         return cls(one(cord), one(lesion), one(localiser))
 
     def with_tta(self, mode: str) -> "Models":
-        """Every network under the test-time augmentation ``mode`` (infer.TTA_MODES)."""
+        """Every network under the test-time augmentation ``mode`` (registry.TTA_MODES; infer.card_settings)."""
         def one(model):
             return model.with_tta(mode) if model is not None else None
         return Models(one(self.cord), one(self.lesion), one(self.localiser))
