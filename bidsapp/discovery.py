@@ -124,7 +124,7 @@ def discover(bids_dir: Path, work_dir: Path | None = None, participant_labels=No
     if session_labels:
         query["session"] = session_labels
     files = layout.get(return_type="object", **query)
-    jobs = [readable(_job(bids_dir, f)) for f in files]
+    jobs = [dangling_link(_job(bids_dir, f)) for f in files]
     if centreline_dir is not None:
         jobs = [with_centreline(job, Path(centreline_dir)) for job in jobs]
     jobs = refuse_name_clashes(jobs)
@@ -143,19 +143,15 @@ def _job(bids_dir: Path, bids_file) -> ImageJob:
                     entities=entities, prefix=prefix)
 
 
-def readable(job: ImageJob) -> ImageJob:
-    """The job, with a problem if its file cannot be opened: that image fails with the reason, the others go
-    on. A link whose target is missing is what a DataLad / git-annex dataset holds before its content is got."""
+def dangling_link(job: ImageJob) -> ImageJob:
+    """The job, with a problem if its file is a link whose target is missing: what a DataLad / git-annex dataset
+    holds before its content is got. That image fails with the reason, the others go on (any other unreadable
+    file fails when participant.plan first reads it)."""
     if job.path.is_symlink() and not job.path.exists():
         target = os.readlink(job.path)
         hint = ("; its content was not fetched: `datalad get` (or `git annex get`) it first"
                 if "annex" in Path(target).parts or ".git" in Path(target).parts else "")
         return replace(job, problem=f"{job.relpath}: a symbolic link to {target}, which does not exist{hint}")
-    try:
-        with open(job.path, "rb"):
-            pass
-    except OSError as exc:
-        return replace(job, problem=f"{job.relpath}: cannot be opened: {exc.strerror or exc}")
     return job
 
 

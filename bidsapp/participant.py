@@ -270,21 +270,18 @@ def plan(jobs: list[ImageJob], config) -> list[tuple[ImageJob, manifest.Expected
     todo = []
     for job in jobs:
         previous = manifest.read(job, config.output_dir)
+        unread = False
         try:
             want = manifest.expected(job, checksums, settings)
         except OSError as exc:          # unreadable (discovery said why), or removed since
             job = job if job.problem else replace(job, problem=f"{job.relpath}: cannot be read: {exc.strerror or exc}")
-            want = manifest.expected_unread(checksums, settings)
-            if not config.overwrite and manifest.stale_reason(previous, want, config.output_dir) is None:
-                # a file dropped after it was processed (datalad drop): its outputs stand
-                log.warning("%s; the outputs of its earlier run are kept", job.problem)
-                continue
-            todo.append((job, want, previous))          # it fails with its problem; the others go on
-            continue
+            want, unread = manifest.expected_unread(checksums, settings), True
         reason = "--overwrite" if config.overwrite else manifest.stale_reason(previous, want, config.output_dir)
-        if reason is None:
+        if reason is None and unread:   # a file dropped after it was processed (datalad drop): its outputs stand
+            log.warning("%s; the outputs of its earlier run are kept", job.problem)
+        elif reason is None:
             log.info("%s: done in an earlier run, skipped (use --overwrite to redo)", job.relpath)
-        else:
+        else:                           # an unreadable input fails with its problem; the others go on
             if previous is not None or config.overwrite or job.output(config.output_dir, write.MORPHOMETRICS).exists():
                 log.info("%s: redone: %s", job.relpath, reason)
             todo.append((job, want, previous))

@@ -16,13 +16,12 @@ RUNS=${2:-train_runs}
 PATTERN_SEEDS=${PATTERN_SEEDS:-2}
 # the fold networks are scored under the shipped lesion network's rule (threshold, minimum volume, extent), so
 # that their cases and QC summaries are what the app would report
-CARD=basicseg/networks/weights/lesion-basicseg3.json
-RULE=$(python -c "import json, sys; from basicseg.segment.infer import card_settings; \
-s = card_settings(json.load(open(sys.argv[1]))); print(s['threshold'], s['min_volume_mm3'], s['extent_threshold'])" "$CARD")
 # and with its test-time augmentation: the mirror, and the shift average's distance in mm (0: none)
-SHIFT_MM=$(python -c "import json, sys; from basicseg.segment.crop import PIXEL_MM; \
-from basicseg.segment.infer import card_settings; s = card_settings(json.load(open(sys.argv[1])))['shifts']; \
-print(max([abs(v) for p in s for v in p] or [0]) * PIXEL_MM)" "$CARD")
+read -r THRESHOLD MIN_MM3 EXTENT SHIFT_MM < <(python -c "import json, sys; from basicseg.segment.crop import PIXEL_MM; \
+from basicseg.segment.infer import card_settings; s = card_settings(json.load(open(sys.argv[1]))); \
+print(s['threshold'], s['min_volume_mm3'], s['extent_threshold'], max([abs(v) for p in s['shifts'] for v in p] or [0]) * PIXEL_MM)" \
+  basicseg/networks/weights/lesion-basicseg3.json)
+RULE="$THRESHOLD $MIN_MM3 $EXTENT"
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")

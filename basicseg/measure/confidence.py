@@ -211,9 +211,9 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
     (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: ln(median
     ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior), CSF brighter than cord > 0 (NaN
-    without ``image``); the contrasts read :func:`magnitude` (``image``); ``csa_median_mm2``,
-    ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord
-    slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
+    without ``image``); the contrasts read :func:`magnitude` (``image``); ``csa_median_mm2``, ``csa_cv`` (std of
+    the area / its :data:`CSA_TREND_MM` running median) and ``csa_max_jump`` (max |a_k - a_k-1| / median between
+    consecutive cord slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
     when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
     ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
     ln(median ``image`` in it / median in the normal cord's interior on the lesion-free slices within
