@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from basicseg import __version__
 from basicseg.io import write_text
 from basicseg.networks.registry import model_card, resolve_model, sha256
 from basicseg.segment.crop import MATRIX, PIXEL_MM
+from basicseg.segment.hyperintensity import REFERENCE_GAP_MM, REFERENCE_MM
 from basicseg.segment.infer import card_settings
 
 HOW_TO_ACKNOWLEDGE = ("Cite basicseg (version and container as in GeneratedBy), the BASICseg paper "
@@ -56,8 +59,16 @@ def lesion_text(name: str, tta: str) -> str:
                if rule["extent_threshold"] != rule["threshold"] else "")
     return (f" Intramedullary lesions were segmented by a second network in the same boxes{averaging_text(card, tta)}; "
             f"lesions were the components whose probability reached {rule['threshold']:g} over at least "
-            f"{rule['min_volume_mm3']:g} mm3{outline}. The lesion network was trained on SIMULATED contusion-like "
-            "lesions only.")
+            f"{rule['min_volume_mm3']:g} mm3{outline}{hyperintensity_text(rule['min_contrast'])}. The lesion network "
+            "was trained on SIMULATED contusion-like lesions only.")
+
+
+def hyperintensity_text(min_contrast: float | None) -> str:
+    """The rule of basicseg.segment.hyperintensity, as a clause."""
+    if min_contrast is None:
+        return ""
+    return (f", and that were at least {100 * (np.exp(min_contrast) - 1):.0f} % brighter than the same share of the "
+            f"brightest normal cord {REFERENCE_GAP_MM:g}-{REFERENCE_MM:g} mm above and below them")
 
 
 def methods_text(config) -> str:

@@ -131,9 +131,10 @@ def _masks(seg, models) -> list[tuple]:
                        "Intramedullary lesion mask (BASICseg U-Net trained on SIMULATED contusion-like lesions), "
                        "on the input image's grid",
                        # postprocess.lesion_mask's rule: smaller 3D components are not reported, and each
-                       # one found is outlined at the extent threshold
+                       # one found is outlined at the extent threshold; hyperintensity: fainter ones are dropped
                        {"MinimumComponentVolumeMM3": models.lesion.min_volume_mm3,
-                        "ExtentThreshold": models.lesion.extent_threshold}))
+                        "ExtentThreshold": models.lesion.extent_threshold,
+                        "MinimumLogContrast": models.lesion.min_contrast}))
     return masks
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from basicseg.networks.registry import DEFAULT_MODELS, resolve_model, sha256
+from basicseg.segment.hyperintensity import LESION_CONTRAST_MIN
 from basicseg.training.config import EvalConfig
 from basicseg.training.data import Example
 from basicseg.training.evaluate import (IMAGE_COLUMNS, QC_COLUMNS, SLICE_COLUMNS, load_models, main, resolve_config,
@@ -77,6 +78,11 @@ def test_a_lesion_rule_overrides_the_card_of_the_evaluated_network_only():
         resolve_config(["in", "out", "--lesion-rule", "0.7"])
     cached = load_models(resolve_config(["in", "out", "--target", "lesion"])).lesion
     assert cached is not models.lesion and cached.threshold == float(cached.card["threshold"])
+    # --lesion-min-contrast: a value, or none (every lesion kept), instead of the card's hyperintensity rule
+    for value, want in (("0.2", 0.2), ("none", float("-inf"))):
+        config = resolve_config(["in", "out", "--target", "lesion", "--lesion-min-contrast", value])
+        assert load_models(config).lesion.min_contrast == want
+    assert cached.min_contrast == LESION_CONTRAST_MIN
     assert cached.min_volume_mm3 == float(cached.card["min_lesion_volume_mm3"])
     mirrored = load_models(resolve_config(["in", "out", "--cord-mirror"]))
     assert mirrored.cord.mirror is True and load_models(resolve_config(["in", "out"])).cord.mirror is False
@@ -170,9 +176,11 @@ def test_pattern_evaluation_scores_every_pattern_and_a_healthy_copy(tmp_path, de
 
 def test_the_sweep_scores_each_rule_as_the_whole_volume_would():
     """sweep_case scores its rules inside the box that holds every mask they can make: each row equals
-    lesion_mask + lesion_scores on the whole volume, false lesions in and outside the cord included."""
+    lesion_mask, the hyperintensity rule and lesion_scores on the whole volume, false lesions in and outside the
+    cord included (one of those in the cord as bright as the lesion, one no brighter than the cord)."""
     from types import SimpleNamespace
     from scipy import ndimage
+    from basicseg.segment.hyperintensity import LESION_CONTRAST_MIN, hyperintense_lesions, tissue
     from basicseg.segment.postprocess import cord_mask, lesion_mask
     from basicseg.training.cases import Case, lesion_scores, sweep_case
 
@@ -182,16 +190,24 @@ def test_the_sweep_scores_each_rule_as_the_whole_volume_would():
     truth = cord & ((I - 24) ** 2 + (J - 22) ** 2 + ((K - 12) * 3) ** 2 <= 20)
     rng = np.random.default_rng(1)
     blobs = np.zeros(shape)
-    blobs[24, 22, 20] = blobs[24, 25, 23] = blobs[10, 40, 15] = 1.0   # two false lesions in the cord, one outside
+    blobs[24, 22, 18] = blobs[24, 25, 24] = blobs[10, 40, 15] = 1.0   # two false lesions in the cord, one outside
     lesion_prob = np.clip(ndimage.gaussian_filter(truth.astype(float), 1.0) * 1.6
                           + ndimage.gaussian_filter(blobs, 1.2) * 40 + 0.05 * rng.random(shape), 0, 1)
+    image = (100 + 3 * rng.standard_normal(shape)) * (1 + 0.8 * ndimage.gaussian_filter(truth.astype(float), 0.5))
+    image[22:27, 20:25, 17:20] *= 1.8          # the false lesion at (24, 22, 18) is hyperintense
     seg = SimpleNamespace(cord_prob=np.where(cord, 0.95, 0.02), lesion_prob=lesion_prob)
-    case = Case("toy_gm-1", "gm", SimpleNamespace(zooms=zooms), truth, cord)
-    rows = sweep_case(case, toy_example(cord), seg, 0.5)
+    case = Case("toy_gm-1", "gm", SimpleNamespace(zooms=zooms, data=image.astype(np.float32)), truth, cord)
+    rows = sweep_case(case, toy_example(cord), seg, 0.5, LESION_CONTRAST_MIN)
     assert len(rows) == 105 and len({r["false_lesions"] for r in rows}) > 1
+    unruled = sweep_case(case, toy_example(cord), seg, 0.5, None)     # the rule drops the faint false lesion
+    plain = [(a, b) for a, b in zip(rows, unruled) if (a["threshold"], a["min_volume_mm3"], a["extent_threshold"])
+             == (0.5, 0.0, 0.5)]
+    assert [b["false_lesions"] - a["false_lesions"] for a, b in plain] == [1]
     cord_found = cord_mask(seg.cord_prob, 0.5)
+    normal = tissue(case.volume.data, cord_found, zooms)
     for r in rows:
-        mask = lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"], r["extent_threshold"])
+        mask = hyperintense_lesions(lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"],
+                                                r["extent_threshold"]), normal, LESION_CONTRAST_MIN)
         for key, value in lesion_scores(case, mask, zooms).items():
             assert r[key] == pytest.approx(value, nan_ok=True), (r, key)
 

@@ -10,6 +10,7 @@ import pytest
 from basicseg.measure.confidence import SUMMARY_KEYS
 from basicseg.measure.morphometrics import ALL_QC_FLAGS
 from basicseg.networks.registry import DEFAULT_MODELS, resolve_model
+from basicseg.segment.hyperintensity import LESION_CONTRAST_MIN
 from bidsapp.cli import main
 from basicseg.references import find_reference
 from bidsapp.validate import errors, validator_report
@@ -67,6 +68,7 @@ def test_sidecars_name_sources_and_models(demo_run):
         if side["Type"] == "Lesion":
             assert side["MinimumComponentVolumeMM3"] == card.get("min_lesion_volume_mm3", 20.0)
             assert side["ExtentThreshold"] == (card.get("extent_threshold") or card["threshold"])
+            assert side["MinimumLogContrast"] == card.get("min_lesion_contrast", LESION_CONTRAST_MIN)
         # the shipped lesion model averages each box with its left-right mirror; the cord model does not
         assert side["Model"]["MirrorAverage"] is (side["Type"] == "Lesion")
         # the lesion mask says which components it leaves out

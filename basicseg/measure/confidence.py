@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from basicseg.segment.hyperintensity import cord_interior, lesion_contrasts, magnitude, tissue
+
 log = logging.getLogger("basicseg")
 
 NAN = float("nan")
@@ -43,13 +45,6 @@ EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neigh
 CORD_INTERIOR_MM = 0.5
 CSF_RING_MM = (0.5, 2.5)
 CSA_TREND_MM = 30.0          # the running median the axial area's scatter is measured about (csa_cv)
-MAGNITUDE_MARGIN_MM = 5.0     # the neighbourhood of the cord whose minimum must not be negative (magnitude)
-
-# a lesion's brightness against the normal cord near it: the cord's interior on the lesion-free slices within
-# LESION_REFERENCE_MM above or below the lesion (close enough that a bias field changes it little), when it
-# holds at least LESION_REFERENCE_VOXELS voxels
-LESION_REFERENCE_MM = 20.0
-LESION_REFERENCE_VOXELS = 20
 
 SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "cord_csf_contrast", "csa_median_mm2", "csa_cv",
                 "csa_max_jump",
@@ -117,12 +112,14 @@ def ring_around(cord: np.ndarray, zooms, near_mm: float, far_mm: float) -> np.nd
     return ring
 
 
-def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, inner: np.ndarray, zooms) -> dict:
+def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
     """ln(median CSF ring / median cord interior) over the cord's slices: how much brighter the CSF around the
     cord is than the cord. On T2 and T2* it is (0.53-1.28 on the nine labelled images here); near 0 the image
     barely tells them apart, below 0 the contrast is inverted (a T1-weighted or negated image)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
+    image = magnitude(image, cord, zooms)
+    inner = cord_interior(cord, zooms, CORD_INTERIOR_MM)
     ring = ring_around(cord, zooms, *CSF_RING_MM)
     if not inner.any():
         inner = cord
@@ -146,36 +143,8 @@ def _cord_shape(cord: np.ndarray, zooms) -> dict:
     return {"csa_median_mm2": median, "csa_cv": float(np.std(area / trend)), "csa_max_jump": jump}
 
 
-def _cord_interior(cord: np.ndarray, zooms) -> np.ndarray:
-    """The cord more than CORD_INTERIOR_MM in from its edge on each slice (no partial volume with the CSF)."""
-    inner = np.zeros_like(cord)
-    for k in np.flatnonzero(cord.any(axis=(0, 1))):
-        inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > CORD_INTERIOR_MM
-    return inner
-
-
-def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, inner: np.ndarray, zooms) -> float:
-    """min over the lesion components of ln(median image in the component / median image in the normal cord's
-    interior ``inner`` near it); NaN where no component has enough normal cord near it (or without ``image``)."""
-    if image is None or n == 0:
-        return NAN
-    on = labels.any(axis=(0, 1))
-    normal = inner & ~on[None, None, :]
-    reach = int(round(LESION_REFERENCE_MM / float(zooms[2])))
-    contrasts = []
-    for i, box in enumerate(ndimage.find_objects(labels), start=1):
-        k0, k1 = max(0, box[2].start - reach), box[2].stop + reach
-        reference = image[:, :, k0:k1][normal[:, :, k0:k1]]
-        if reference.size < LESION_REFERENCE_VOXELS:
-            continue
-        level, inside = float(np.median(reference)), float(np.median(image[box][labels[box] == i]))
-        if level > 0 and inside > 0:
-            contrasts.append(np.log(inside / level))
-    return float(min(contrasts)) if contrasts else NAN
-
-
 def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None, cord: np.ndarray,
-                       inner: np.ndarray, zooms, image: np.ndarray | None = None) -> dict:
+                       zooms, image: np.ndarray | None = None) -> dict:
     if lesion_prob is None or lesion is None:
         return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
     # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
@@ -185,22 +154,16 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
             "lesion_components": int(n),
-            "lesion_min_contrast": _lesion_contrast(image, labels, n, inner, zooms)}
+            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms)}
 
 
-def magnitude(image: np.ndarray, cord: np.ndarray, zooms) -> np.ndarray:
-    """``image`` raised so that its minimum around the cord is 0 when that minimum is negative: MR magnitude is
-    never negative and the contrast ratios need positive levels (a negated image then reads as the inverted
-    contrast it is). Around the cord (its bounding box, :data:`MAGNITUDE_MARGIN_MM` wider in-plane), so that
-    negative padding elsewhere in the field of view changes nothing."""
-    if not cord.any():
-        return image
-    ii, jj, kk = np.nonzero(cord)
-    margin = [int(np.ceil(MAGNITUDE_MARGIN_MM / float(z))) for z in zooms[:2]]
-    box = image[max(0, ii.min() - margin[0]):ii.max() + margin[0] + 1,
-                max(0, jj.min() - margin[1]):jj.max() + margin[1] + 1, kk.min():kk.max() + 1]
-    low = float(np.min(box))
-    return image - low if low < 0 else image
+def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
+    """The least hyperintense component's contrast (:func:`..segment.hyperintensity.lesion_contrasts`); NaN
+    without ``image`` or where no component has enough normal cord near it."""
+    if image is None or n == 0:
+        return NAN
+    contrasts = lesion_contrasts(labels, tissue(image, cord, zooms))
+    return float(np.nanmin(contrasts)) if np.isfinite(contrasts).any() else NAN
 
 
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
@@ -211,13 +174,13 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
     (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: ln(median
     ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior), CSF brighter than cord > 0 (NaN
-    without ``image``); the contrasts read :func:`magnitude` (``image``); ``csa_median_mm2``, ``csa_cv`` (std of
-    the area / its :data:`CSA_TREND_MM` running median) and ``csa_max_jump`` (max |a_k - a_k-1| / median between
-    consecutive cord slices) of the axial cord area; ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN
-    when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
+    without ``image``); the contrasts read ``image`` as a magnitude (:func:`..segment.hyperintensity.magnitude`);
+    ``csa_median_mm2``, ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and
+    ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord slices) of the axial cord area;
+    ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
     ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
-    ln(median ``image`` in it / median in the normal cord's interior on the lesion-free slices within
-    :data:`LESION_REFERENCE_MM`), NaN without ``image`` or such cord."""
+    ln(median ``image`` in it / the matched normal cord near it) (:mod:`..segment.hyperintensity`), NaN without
+    ``image`` or such cord."""
     cord = np.asarray(cord).astype(bool, copy=False)
     cord_prob = np.asarray(cord_prob, float)
     if cord_prob.shape != cord.shape:
@@ -226,11 +189,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
         lesion = np.asarray(lesion).astype(bool, copy=False)
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
-    if image is not None:
-        image = magnitude(image, cord, zooms)
-    inner = _cord_interior(cord, zooms) if image is not None else None     # both contrasts sample it
-    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, inner, zooms),
-           **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, inner, zooms, image)}
+    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms),
+           **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, zooms, image)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..networks.registry import TTA_MODES, model_card, resolve_model, sha256
 from .backends import DEFAULT_BACKEND, open_runner
+from .hyperintensity import LESION_CONTRAST_MIN
 from .postprocess import LESION_MIN_VOLUME_MM3
 
 log = logging.getLogger("basicseg")
@@ -30,10 +31,16 @@ def card_settings(card: dict, tta: str = "full") -> dict:
             "min_volume_mm3": float(card.get("min_lesion_volume_mm3") or LESION_MIN_VOLUME_MM3),
             # and the outline of each lesion found (postprocess.lesion_mask's hysteresis; none: the threshold)
             "extent_threshold": float(card.get("extent_threshold") or threshold),
+            # and kept when hyperintense: ln brighter than the matched normal cord (hyperintensity; null: all kept)
+            "min_contrast": _optional_float(card.get("min_lesion_contrast", LESION_CONTRAST_MIN)),
             # the mean over the box and its left-right mirror; then over the box shifted by each offset (i, j),
             # in box pixels, each prediction shifted back
             "mirror": bool(card.get("mirror_average", False)) and tta != "none",
             "shifts": tuple(tuple(int(v) for v in s) for s in shifts)}
+
+
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def predict_batches(forward, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
@@ -83,6 +90,7 @@ class Model:
         self.threshold: float = settings["threshold"]
         self.min_volume_mm3: float = settings["min_volume_mm3"]
         self.extent_threshold: float = settings["extent_threshold"]
+        self.min_contrast: float | None = settings["min_contrast"]
         self.mirror: bool = settings["mirror"]
         self.shifts: tuple = settings["shifts"]
         self.name = self.card.get("name", self.path.stem)

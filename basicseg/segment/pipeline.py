@@ -16,6 +16,7 @@ from basicseg.segment.backproject import uncrop_slices
 from basicseg.segment.centerline import (centres_from_mask, centreline_from_file, centreline_from_probabilities,
                                          centreline_sct, localiser_inputs, smooth_path)
 from basicseg.segment.crop import crop_slices
+from basicseg.segment.hyperintensity import hyperintense_lesions, tissue
 from basicseg.segment.infer import Model, load_model
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.normalise import normalise
@@ -159,6 +160,8 @@ def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: 
     lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold, models.lesion.min_volume_mm3,
                          models.lesion.extent_threshold) if lesion_prob is not None else None
     if lesion is not None:
+        # only what the image shows brighter than the same tissue at its normal levels (hyperintensity)
+        lesion = hyperintense_lesions(lesion, tissue(volume.data, cord, volume.zooms), models.lesion.min_contrast)
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0
     return cord, lesion

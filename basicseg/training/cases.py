@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from basicseg.measure.confidence import confidence_summary, row_columns
 from basicseg.measure.scores import dice, relative_volume_error
+from basicseg.segment.hyperintensity import hyperintense_lesions, tissue
 from basicseg.segment.load import AxialVolume
 from basicseg.segment.postprocess import components, cord_mask, lesion_mask
 from basicseg.training.data import Example
@@ -103,10 +104,10 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
             | cord_scores(case, seg, cord_threshold) | lesion_scores(case, lesion, zooms) | row_columns(qc))
 
 
-def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list[dict]:
+def sweep_case(case: Case, example: Example, seg, cord_threshold: float, min_contrast: float | None) -> list[dict]:
     """The lesion scores of this case under every (threshold, minimum volume, extent threshold) of the grid,
-    each kept by touching the cord network's own mask, as in the pipeline (not the cord after the union with
-    a lesion)."""
+    each kept by touching the cord network's own mask and, as in the pipeline, only where hyperintense by
+    ``min_contrast`` (not the cord after the union with a lesion)."""
     if seg.lesion_prob is None:
         return []
     cord = cord_mask(seg.cord_prob, cord_threshold)
@@ -117,11 +118,12 @@ def sweep_case(case: Case, example: Example, seg, cord_threshold: float) -> list
     box = found[0] if found else (slice(None),) * 3
     boxed = replace(case, lesion=case.lesion[box])
     prob, cord, zooms = seg.lesion_prob[box], cord[box], case.volume.zooms
+    normal = tissue(case.volume.data[box], cord, zooms)
     rows = []
     for t in SWEEP_THRESHOLDS:
         for v in SWEEP_MIN_VOLUMES_MM3:
             for e in [e for e in SWEEP_EXTENT_THRESHOLDS if e < t] + [t]:
-                mask = lesion_mask(prob, cord, zooms, t, v, e)
+                mask = hyperintense_lesions(lesion_mask(prob, cord, zooms, t, v, e), normal, min_contrast)
                 rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
                              "threshold": t, "min_volume_mm3": v, "extent_threshold": e}
                             | lesion_scores(boxed, mask, zooms))

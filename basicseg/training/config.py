@@ -129,6 +129,7 @@ class EvalConfig(_Config):
     lesion_shift_mm: float = 0.0         # and of the lesion network's
     contrast: str = "native"
     lesion_rule: tuple | None = None     # (threshold, minimum volume mm3[, extent threshold]) instead of the card's
+    lesion_min_contrast: str | None = None   # ln, or "none", instead of the card's (hyperintensity)
     seed: int = EVAL_SEED
     nprocs: int | None = None
     argv: tuple = ()

@@ -80,10 +80,18 @@ def load_models(config: EvalConfig) -> Models:
     # a fold network scored under the rule shipped with the final one: the cases (and their QC summary) are then
     # what the app would report; test-time augmentation is measured before it is shipped
     lesion = models.lesion and models.lesion.with_settings(
-        **rule, mirror=config.mirror, shifts=shift_offsets(config.lesion_shift_mm) if config.lesion_shift_mm else None)
+        **rule, mirror=config.mirror, shifts=shift_offsets(config.lesion_shift_mm) if config.lesion_shift_mm else None,
+        min_contrast=_min_contrast(config.lesion_min_contrast))
     cord = models.cord.with_settings(mirror=config.cord_mirror,
                                      shifts=shift_offsets(config.cord_shift_mm) if config.cord_shift_mm else None)
     return dataclasses.replace(models, lesion=lesion, cord=cord)
+
+
+def _min_contrast(value: str | None) -> float | None:
+    """--lesion-min-contrast as a Model setting: None keeps the card's, "none" keeps every lesion (-inf)."""
+    if value is None:
+        return None
+    return float("-inf") if value.lower() == "none" else float(value)
 
 
 def shift_offsets(mm: float) -> tuple[tuple[int, int], ...]:
@@ -155,7 +163,7 @@ def evaluate_patterns(config: EvalConfig, examples, models: Models) -> pd.DataFr
         for case in unseen.pattern_cases(e, config.lesions_per_image, rng):
             seg = segment(case.volume, models, "auto", recentre_passes=config.recentre_passes)
             rows.append(unseen.score_case(case, e, seg, models.cord.threshold) | {"contrast": config.contrast})
-            sweep += unseen.sweep_case(case, e, seg, models.cord.threshold)
+            sweep += unseen.sweep_case(case, e, seg, models.cord.threshold, models.lesion.min_contrast)
             r = rows[-1]
             print(f"{case.name:44s} {e.site[:24]:24s} cord {r['cord_dice']:.3f} lesion {r['lesion_dice']:.3f} "
                   f"false {r['false_lesion_mm3']:.0f} mm3", flush=True)
@@ -206,6 +214,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lesion-rule", nargs="+", type=float, metavar="T",
                    help="THRESHOLD MIN_MM3 [EXTENT_THRESHOLD]: the lesion rule instead of the lesion card's "
                         "(e.g. a fold network under the final network's rule)")
+    p.add_argument("--lesion-min-contrast", metavar="LN",
+                   help="keep only lesions at least LN (ln) brighter than the matched normal cord near them, instead "
+                        "of the lesion card's rule (basicseg.segment.hyperintensity); none keeps every lesion")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--nprocs", type=int)
     return p
