@@ -3,9 +3,9 @@ boilerplate: what ran, with which models (SHA-256), thresholds and steps, and th
 from __future__ import annotations
 
 import os
+from math import isfinite
 from pathlib import Path
 
-import numpy as np
 
 from basicseg import __version__
 from basicseg.io import write_text
@@ -65,10 +65,10 @@ def lesion_text(name: str, tta: str) -> str:
 
 def hyperintensity_text(min_contrast: float | None) -> str:
     """The rule of basicseg.segment.hyperintensity, as a clause."""
-    if min_contrast is None:
+    if min_contrast is None or not isfinite(min_contrast):
         return ""
-    return (f", and that were at least {100 * (np.exp(min_contrast) - 1):.0f} % brighter than the same share of the "
-            f"brightest normal cord {REFERENCE_GAP_MM:g}-{REFERENCE_MM:g} mm above and below them")
+    return (f", and whose median intensity exceeded that of the same share of the brightest normal cord "
+            f"{REFERENCE_GAP_MM:g}-{REFERENCE_MM:g} mm above and below them by a log-ratio of at least {min_contrast:g}")
 
 
 def methods_text(config) -> str:

@@ -74,7 +74,7 @@ def measure(job: ImageJob, seg: Segmentation, models: Models) -> tuple[dict, pd.
         log.warning("%s: %s: its outputs are not validated (flagged)", job.relpath, coarse)
         flags.append("outside_validated_resolution")
     summary = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, seg.volume.zooms,
-                                 seg.volume.data)
+                                 seg.volume.data, seg.lesion_contrast)
     flags += confidence_flags(summary)
     row = {**write.identity(job), "status": "ok", **metrics,
            **row_columns(summary),

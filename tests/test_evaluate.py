@@ -206,8 +206,8 @@ def test_the_sweep_scores_each_rule_as_the_whole_volume_would():
     cord_found = cord_mask(seg.cord_prob, 0.5)
     normal = tissue(case.volume.data, cord_found, zooms)
     for r in rows:
-        mask = hyperintense_lesions(lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"],
-                                                r["extent_threshold"]), normal, LESION_CONTRAST_MIN)
+        mask, _ = hyperintense_lesions(lesion_mask(lesion_prob, cord_found, zooms, r["threshold"], r["min_volume_mm3"],
+                                                   r["extent_threshold"]), normal, LESION_CONTRAST_MIN)
         for key, value in lesion_scores(case, mask, zooms).items():
             assert r[key] == pytest.approx(value, nan_ok=True), (r, key)
 

@@ -39,20 +39,26 @@ def test_bright_healthy_grey_matter_is_no_lesion_and_grey_matter_oedema_is(t2sta
     false[:, :, middle] = gm[:, :, middle]
     [healthy] = _contrasts(false, bright, cord, zooms)
     assert abs(healthy) < LESION_CONTRAST_MIN
-    assert not hyperintense_lesions(false, tissue(bright, cord, zooms)).any()
+    kept, least = hyperintense_lesions(false, tissue(bright, cord, zooms))
+    assert not kept.any() and np.isnan(least)
 
     sim = simulate_pattern(bright, cord, gm, zooms, "gm", False, np.random.default_rng(3))
     assert sim.lesion.any() and (sim.lesion & ~gm).sum() == 0
-    oedema = _contrasts(sim.lesion, sim.image, cord | sim.lesion, zooms)      # one contrast per focus
+    # judged as the pipeline does, on the cord mask before the lesion is added to it
+    oedema = _contrasts(sim.lesion, sim.image, cord, zooms)      # one contrast per focus
     assert (oedema > 2 * LESION_CONTRAST_MIN).all()
-    kept = hyperintense_lesions(sim.lesion, tissue(sim.image, cord | sim.lesion, zooms))
-    assert (kept == sim.lesion).all()
+    kept, least = hyperintense_lesions(sim.lesion, tissue(sim.image, cord, zooms))
+    assert (kept == sim.lesion).all() and least == pytest.approx(oedema.min())
+    # negative intensities (a scanner's offset) change nothing: the image is read as a magnitude
+    [shifted] = _contrasts(false, bright - bright[cord].max() - 100.0, cord, zooms)
+    assert abs(shifted) < LESION_CONTRAST_MIN
 
 
 def test_a_lesion_over_the_whole_cord_cannot_be_judged_and_is_kept(t2star):
     image, cord, gm, zooms = t2star
     assert np.isnan(_contrasts(gm, image, cord, zooms)).all()
-    assert (hyperintense_lesions(gm, tissue(image, cord, zooms)) == gm).all()
+    kept, least = hyperintense_lesions(gm, tissue(image, cord, zooms))
+    assert (kept == gm).all() and np.isnan(least)
 
 
 def test_noise_alone_reads_no_contrast():
@@ -67,4 +73,50 @@ def test_noise_alone_reads_no_contrast():
     small[19:22, 19:22, 18:22] = True                  # 5 % of the interior on its slices
     [contrast] = _contrasts(small, image, cord, zooms)
     assert abs(contrast) < LESION_CONTRAST_MIN
-    assert hyperintense_lesions(small, tissue(image, cord, zooms), None) is small
+    kept, least = hyperintense_lesions(small, tissue(image, cord, zooms), None)       # the rule off: measured only
+    assert kept is small and least == pytest.approx(contrast)
+
+
+def test_the_reference_slices_lie_beyond_the_gap_and_within_reach():
+    """3 mm of gap and 20 mm of reach, in mm, whatever the float32 slice spacing: on 0.6 mm slices the slice
+    exactly 3 mm away is excluded, the one exactly 20 mm away included."""
+    from basicseg.segment.hyperintensity import REFERENCE_GAP_MM, REFERENCE_MM, _within_reach
+    for spacing in (np.float32(0.6), np.float32(0.8), 1.0, 3.0):
+        slices = np.arange(0, 200)
+        lesion_first = lesion_last = 100
+        near = slices[_within_reach(slices, lesion_first, lesion_last, float(spacing))]
+        away = np.abs(near - 100) * float(spacing)
+        assert away.min() > REFERENCE_GAP_MM * (1 - 1e-6) and away.max() <= REFERENCE_MM * (1 + 1e-6)
+        assert np.isclose(away.max(), REFERENCE_MM, rtol=0.2) and (away > REFERENCE_GAP_MM + 1e-4 * spacing).all()
+        assert len(near) == 2 * (int(np.floor(REFERENCE_MM / float(spacing) + 1e-3))
+                                 - int(np.floor(REFERENCE_GAP_MM / float(spacing) + 1e-3)))
+
+
+def test_the_pipeline_drops_the_faint_component_and_qc_reads_what_it_judged(t2star):
+    """postprocess: the healthy bright grey matter of four levels and a SIMULATED GM lesion ten levels away,
+    both found by the "network"; the first is dropped, the second kept, and the QC summary's lesion contrast is
+    the rule's own figure for the lesion kept, so lesion_not_hyperintense is not raised."""
+    from types import SimpleNamespace
+    from basicseg.measure.confidence import confidence_flags, confidence_summary
+    from basicseg.segment.pipeline import postprocess
+    from basicseg.training.contrast import bright_cord
+    from basicseg.training.patterns import simulate_pattern
+
+    image, cord, gm, zooms = t2star
+    bright = bright_cord(image, cord, gm, zooms)
+    sim = simulate_pattern(bright, cord, gm, zooms, "gm", False, np.random.default_rng(5), centre_slice=14,
+                           length_mm=9.0, n_extra_foci=0)
+    false = np.zeros_like(gm)
+    false[:, :, 2:6] = gm[:, :, 2:6]
+    assert not (false & sim.lesion).any()
+    models = SimpleNamespace(cord=SimpleNamespace(threshold=0.5),
+                             lesion=SimpleNamespace(threshold=0.7, min_volume_mm3=10.0, extent_threshold=0.7,
+                                                    min_contrast=LESION_CONTRAST_MIN))
+    volume = SimpleNamespace(data=sim.image, zooms=zooms)
+    cord_prob = np.where(cord, 0.95, 0.02)
+    lesion_prob = np.where(false | sim.lesion, 0.9, 0.01)
+    cord_out, lesion, contrast = postprocess(volume, models, cord_prob, lesion_prob, {})
+    assert (lesion == sim.lesion).all() and contrast > 2 * LESION_CONTRAST_MIN
+    summary = confidence_summary(cord_prob, cord_out, lesion_prob, lesion, zooms, sim.image, contrast)
+    assert summary["lesion_min_contrast"] == contrast
+    assert "lesion_not_hyperintense" not in confidence_flags(summary)

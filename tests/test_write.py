@@ -23,6 +23,7 @@ class FakeModel:
     threshold: float = 0.5
     min_volume_mm3: float = 20.0
     extent_threshold: float = 0.5
+    min_contrast: float | None = 0.1
 
     def provenance(self):
         return {"Name": self.name, "SHA256": "0" * 64}

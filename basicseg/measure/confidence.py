@@ -144,7 +144,7 @@ def _cord_shape(cord: np.ndarray, zooms) -> dict:
 
 
 def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None, cord: np.ndarray,
-                       zooms, image: np.ndarray | None = None) -> dict:
+                       zooms, image: np.ndarray | None, judged: float | None) -> dict:
     if lesion_prob is None or lesion is None:
         return {key: NAN for key in SUMMARY_KEYS if key.startswith("lesion_")}
     # one voxel of in-plane margin: the network's lesion may sit on the cord's edge
@@ -154,7 +154,7 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
             "lesion_components": int(n),
-            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms)}
+            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms) if judged is None else judged}
 
 
 def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
@@ -167,7 +167,8 @@ def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord:
 
 
 def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.ndarray | None,
-                       lesion: np.ndarray | None, zooms, image: np.ndarray | None = None) -> dict:
+                       lesion: np.ndarray | None, zooms, image: np.ndarray | None = None,
+                       lesion_contrast: float | None = None) -> dict:
     """Keys :data:`SUMMARY_KEYS` (floats; lesion keys NaN without a lesion map).
 
     ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
@@ -180,7 +181,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN when it is empty); ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
     ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
     ln(median ``image`` in it / the matched normal cord near it) (:mod:`..segment.hyperintensity`), NaN without
-    ``image`` or such cord."""
+    ``image`` or such cord. ``lesion_contrast``, when given, is that figure as the pipeline's lesion rule judged it
+    (``Segmentation.lesion_contrast``: on the cord network's own mask, before the lesion was added to it)."""
     cord = np.asarray(cord).astype(bool, copy=False)
     cord_prob = np.asarray(cord_prob, float)
     if cord_prob.shape != cord.shape:
@@ -190,7 +192,7 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
     out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms),
-           **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, zooms, image)}
+           **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, zooms, image, lesion_contrast)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 
 

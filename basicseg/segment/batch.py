@@ -68,6 +68,6 @@ def segment_batch(volumes: list[AxialVolume], models: Models, centrelines: list[
                     else [None] * len(volumes))
     results = []
     for volume, c, conf, cp, lp, t in zip(volumes, centres, confidences, cord_probs, lesion_probs, timings):
-        cord, lesion = postprocess(volume, models, cp, lp, t)
-        results.append(Segmentation(volume, c, conf, cp, lp, cord, lesion, dict(t)))
+        cord, lesion, contrast = postprocess(volume, models, cp, lp, t)
+        results.append(Segmentation(volume, c, conf, cp, lp, cord, lesion, dict(t), contrast))
     return results

@@ -28,7 +28,7 @@ NAN = float("nan")
 CORE_MM = 1.0
 # the normal cord a lesion is compared with: the lesion-free slices more than REFERENCE_GAP_MM and at most
 # REFERENCE_MM above or below it (close enough that a bias field changes it little; beyond the fringe of a lesion
-# the network outlined short), when they hold at least REFERENCE_VOXELS interior voxels. Its level is the median
+# the network outlined short), when they hold at least REFERENCE_VOXELS voxels of the cord's core. Its level is the median
 # over those slices of each one's median, so that a few slices still touched by the lesion do not set it
 REFERENCE_GAP_MM = 3.0
 REFERENCE_MM = 20.0
@@ -40,8 +40,9 @@ MIN_SHARE = 0.05             # a component under 5 % of its slices' interior mee
 NEIGHBOURS = np.ones((3, 3, 1), np.float32)
 NEIGHBOURS[1, 1, 0] = 0
 MAGNITUDE_MARGIN_MM = 5.0    # the neighbourhood of the cord whose minimum must not be negative (magnitude)
-# ln 1.1: a component less than ~10 % brighter than that normal tissue is not one the image shows (the QC prior of
-# lesion_not_hyperintense before; the SIMULATED oedema is >= 1.5x the cord, healthy grey matter read ln -0.03-0.06)
+# a log-ratio of 0.1 (1.105): a component less than ~10 % brighter than that normal tissue is not one the image
+# shows (the QC prior of lesion_not_hyperintense before; the SIMULATED oedema is >= 1.5x the cord; healthy grey
+# matter made as bright as on the unseen site read -0.03 to +0.06, tests/test_hyperintensity.py)
 LESION_CONTRAST_MIN = 0.1
 
 
@@ -76,11 +77,19 @@ class Tissue(NamedTuple):
     core: np.ndarray         # the cord's interior: :data:`CORE_MM` and at least one voxel in from its edge
     zooms: tuple
 
+    def cropped(self, box: tuple) -> "Tissue":
+        """The same tissue on a box of the grid (one that holds the whole cord's slices)."""
+        return Tissue(self.image[box], self.ranked[box], self.core[box], self.zooms)
+
 
 def tissue(image: np.ndarray, cord: np.ndarray, zooms) -> Tissue:
     cord = np.asarray(cord, bool)
     image = magnitude(np.asarray(image, np.float32), cord, zooms)
-    ranked = ndimage.correlate(image, NEIGHBOURS / NEIGHBOURS.sum(), mode="nearest")
+    ranked = np.zeros_like(image)
+    found = ndimage.find_objects(cord.astype(np.uint8))
+    if found:       # only the core is ranked: its box, one voxel wider in-plane for the neighbours
+        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0][:2]) + (found[0][2],)
+        ranked[box] = ndimage.correlate(image[box], NEIGHBOURS / NEIGHBOURS.sum(), mode="nearest")
     core = cord_interior(cord, zooms, max(CORE_MM, *map(float, zooms[:2])))
     return Tissue(image, ranked, core, tuple(float(z) for z in zooms))
 
@@ -90,26 +99,33 @@ def lesion_contrasts(labels: np.ndarray, t: Tissue) -> np.ndarray:
     1..n of ``labels``; NaN where there is too little normal cord near a component or a level is not positive."""
     n = int(labels.max()) if labels.size else 0
     out = np.full(n, NAN)
-    normal = np.flatnonzero(t.core.any(axis=(0, 1)) & ~(labels > 0).any(axis=(0, 1)))
-    gap, reach = REFERENCE_GAP_MM / t.zooms[2], REFERENCE_MM / t.zooms[2]
+    core_voxels = t.core.sum(axis=(0, 1))
+    normal = np.flatnonzero((core_voxels > 0) & ~(labels > 0).any(axis=(0, 1)))
     for i, box in enumerate(ndimage.find_objects(labels)):
         if box is None:
             continue
-        component = labels == i + 1
+        component = labels[box] == i + 1
         first, last = box[2].start, box[2].stop - 1
-        own = t.core[:, :, first:last + 1]
-        share = float(component[:, :, first:last + 1][own].mean()) if own.any() else 1.0
+        own = int(core_voxels[first:last + 1].sum())
+        share = int(np.count_nonzero(component & t.core[box])) / own if own else 1.0
         share = min(max(share, MIN_SHARE), 1.0)
-        away = np.where(normal < first, first - normal, normal - last)
-        reference = [_brightest(t.image[:, :, k][t.core[:, :, k]], t.ranked[:, :, k][t.core[:, :, k]], share)
-                     for k in normal[(away > gap) & (away <= reach)]]
-        if sum(len(r) for r in reference) < REFERENCE_VOXELS:
+        near = normal[_within_reach(normal, first, last, t.zooms[2])]
+        if core_voxels[near].sum() < REFERENCE_VOXELS:
             continue
-        level = float(np.median([np.median(r) for r in reference if len(r)]))
-        inside = float(np.median(t.image[component]))
+        levels = [np.median(_brightest(t.image[:, :, k][t.core[:, :, k]], t.ranked[:, :, k][t.core[:, :, k]], share))
+                  for k in near]
+        level, inside = float(np.median(levels)), float(np.median(t.image[box][component]))
         if level > 0 and inside > 0:
             out[i] = np.log(inside / level)
     return out
+
+
+def _within_reach(slices: np.ndarray, first: int, last: int, slice_mm: float) -> np.ndarray:
+    """Which ``slices`` lie more than REFERENCE_GAP_MM and at most REFERENCE_MM beyond [first, last] (in mm,
+    with a tolerance for the float32 voxel sizes of NIfTI headers)."""
+    away_mm = np.where(slices < first, first - slices, slices - last) * slice_mm
+    tolerance = 1e-3 * slice_mm
+    return (away_mm > REFERENCE_GAP_MM + tolerance) & (away_mm <= REFERENCE_MM + tolerance)
 
 
 def _brightest(values: np.ndarray, rank_by: np.ndarray, share: float) -> np.ndarray:
@@ -117,12 +133,16 @@ def _brightest(values: np.ndarray, rank_by: np.ndarray, share: float) -> np.ndar
     return values[rank_by >= np.quantile(rank_by, 1.0 - share)]
 
 
-def hyperintense_lesions(lesion: np.ndarray, t: Tissue, min_contrast: float | None = LESION_CONTRAST_MIN) -> np.ndarray:
-    """``lesion`` without its 3D components (26-connected) that are less than ``min_contrast`` (ln) brighter than
-    the matched normal cord near them (:func:`lesion_contrasts`); those it cannot judge are kept. ``None``
-    keeps every component."""
-    if min_contrast is None or not lesion.any():
-        return lesion
-    labels, _ = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
-    faint = np.flatnonzero(lesion_contrasts(labels, t) < min_contrast) + 1      # NaN compares False: kept
-    return lesion & ~np.isin(labels, faint)
+def hyperintense_lesions(lesion: np.ndarray, t: Tissue,
+                         min_contrast: float | None = LESION_CONTRAST_MIN) -> tuple[np.ndarray, float]:
+    """(``lesion`` without its 3D components (26-connected) that are less than ``min_contrast`` (ln) brighter
+    than the matched normal cord near them, the least contrast among the components kept: NaN when none could
+    be judged). Components the rule cannot judge are kept; ``None`` keeps every component (and still measures)."""
+    labels, n = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
+    if n == 0:
+        return lesion, NAN
+    contrasts = lesion_contrasts(labels, t)
+    faint = np.zeros(n, bool) if min_contrast is None else contrasts < min_contrast    # NaN compares False
+    kept = contrasts[~faint]
+    least = float(np.nanmin(kept)) if np.isfinite(kept).any() else NAN
+    return (lesion & ~np.isin(labels, np.flatnonzero(faint) + 1) if faint.any() else lesion), least

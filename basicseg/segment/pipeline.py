@@ -39,6 +39,8 @@ class Segmentation:
     cord: np.ndarray
     lesion: np.ndarray | None
     timings: dict = field(default_factory=dict)
+    # the least hyperintense lesion component's contrast as the lesion rule judged it (hyperintensity; NaN: none)
+    lesion_contrast: float = float("nan")
 
 
 @dataclass
@@ -142,12 +144,14 @@ def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto"
         cord_prob = predict_on_path(models.cord, boxes, volume, centres, t)
     lesion_prob = predict_on_path(models.lesion, boxes, volume, centres, t) if models.lesion else None
 
-    cord, lesion = postprocess(volume, models, cord_prob, lesion_prob, t)
-    return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, dict(t))
+    cord, lesion, contrast = postprocess(volume, models, cord_prob, lesion_prob, t)
+    return Segmentation(volume, centres, confidence, cord_prob, lesion_prob, cord, lesion, dict(t), contrast)
 
 
 def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: dict):
-    """(cord, lesion) masks from the probabilities (seconds added to t).
+    """(cord, lesion) masks from the probabilities, and the least contrast among the lesions kept (seconds added
+    to t). A lesion is kept only where the image shows it brighter than the same tissue at its normal levels
+    (:mod:`.hyperintensity`), judged on the cord network's own mask.
 
     The lesion is added to the cord. For cord networks trained without lesions in their label (BASICseg-1,
     -2) this keeps bright oedema and swelling that they cut out of the cord. The default BASICseg-3 learnt
@@ -157,11 +161,13 @@ def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: 
     cord (SCT's definitions): a lesion voxel at the edge of the cord mask would leave the lesion's volume."""
     t0 = time.perf_counter()
     cord = cord_mask(cord_prob, models.cord.threshold)
-    lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold, models.lesion.min_volume_mm3,
-                         models.lesion.extent_threshold) if lesion_prob is not None else None
-    if lesion is not None:
-        # only what the image shows brighter than the same tissue at its normal levels (hyperintensity)
-        lesion = hyperintense_lesions(lesion, tissue(volume.data, cord, volume.zooms), models.lesion.min_contrast)
+    lesion, contrast = None, float("nan")
+    if lesion_prob is not None:
+        lesion = lesion_mask(lesion_prob, cord, volume.zooms, models.lesion.threshold, models.lesion.min_volume_mm3,
+                             models.lesion.extent_threshold)
+        if lesion.any():
+            lesion, contrast = hyperintense_lesions(lesion, tissue(volume.data, cord, volume.zooms),
+                                                    models.lesion.min_contrast)
         cord |= lesion      # an intramedullary lesion at the cord's (swollen) edge is cord tissue
     t["postprocess"] = time.perf_counter() - t0
-    return cord, lesion
+    return cord, lesion, contrast

@@ -98,7 +98,8 @@ def score_case(case: Case, example: Example, seg, cord_threshold: float) -> dict
     """One case's row: identity, cord and lesion scores, and the QC summary the app writes."""
     zooms = case.volume.zooms
     lesion = seg.lesion if seg.lesion is not None else np.zeros_like(seg.cord)
-    qc = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, zooms, case.volume.data)
+    qc = confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, zooms, case.volume.data,
+                            seg.lesion_contrast)
     return ({"image": example.name, "case": case.name, "kind": case.kind, "subject": example.subject,
              "site": example.site, "suffix": example.suffix}
             | cord_scores(case, seg, cord_threshold) | lesion_scores(case, lesion, zooms) | row_columns(qc))
@@ -117,15 +118,16 @@ def sweep_case(case: Case, example: Example, seg, cord_threshold: float, min_con
     found = ndimage.find_objects(((seg.lesion_prob >= lowest) | cord | case.lesion).astype(np.uint8))
     box = found[0] if found else (slice(None),) * 3
     boxed = replace(case, lesion=case.lesion[box])
-    prob, cord, zooms = seg.lesion_prob[box], cord[box], case.volume.zooms
-    normal = tissue(case.volume.data[box], cord, zooms)
+    zooms = case.volume.zooms
+    normal = tissue(case.volume.data, cord, zooms).cropped(box)     # magnitude() reads the whole cord's margin
+    prob, cord = seg.lesion_prob[box], cord[box]
     rows = []
     for t in SWEEP_THRESHOLDS:
         for v in SWEEP_MIN_VOLUMES_MM3:
             for e in [e for e in SWEEP_EXTENT_THRESHOLDS if e < t] + [t]:
-                mask = hyperintense_lesions(lesion_mask(prob, cord, zooms, t, v, e), normal, min_contrast)
+                mask, _ = hyperintense_lesions(lesion_mask(prob, cord, zooms, t, v, e), normal, min_contrast)
                 rows.append({"case": case.name, "kind": case.kind, "site": example.site, "suffix": example.suffix,
-                             "threshold": t, "min_volume_mm3": v, "extent_threshold": e}
+                             "threshold": t, "min_volume_mm3": v, "extent_threshold": e, "min_contrast": min_contrast}
                             | lesion_scores(boxed, mask, zooms))
     return rows
 

@@ -120,7 +120,8 @@ def evaluate_case(name, example, volume, ref, models: Models, config: EvalConfig
     pred = seg.cord if config.target == "cord" else seg.lesion
     row, per_slice = score(name, example, pred, ref, config.target, volume.zooms)
     row |= {"contrast": config.contrast} | row_columns(
-        confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, volume.zooms, volume.data))
+        confidence_summary(seg.cord_prob, seg.cord, seg.lesion_prob, seg.lesion, volume.zooms, volume.data,
+                           seg.lesion_contrast))
     print(f"{name:40s} {example.site[:28]:28s} Dice {row['dice']:.3f}  HD95 {row['hd95_mm']:.2f} mm", flush=True)
     return row, per_slice
 

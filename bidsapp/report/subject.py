@@ -53,9 +53,9 @@ FLAG_TEXT = {
                               "look for slices where the mask leaks or misses cord.",
     "uncertain_lesion": "The lesion network was unsure of this lesion (low mean probability): it may be a "
                         "false lesion.",
-    "lesion_not_hyperintense": "A lesion is hardly brighter than the normal cord above and below it: oedema "
-                               "is hyperintense on T2, so it may be a false lesion (e.g. a uniformly bright "
-                               "cord).",
+    "lesion_not_hyperintense": "A lesion is hardly brighter than the same tissue of the normal cord above and "
+                               "below it: oedema is hyperintense on T2, so it may be a false lesion (e.g. grey "
+                               "matter bright along the whole cord).",
     "failed": "Processing of this image failed.",
 }
 
