@@ -68,7 +68,9 @@ def read_tables(paths) -> pd.DataFrame:
 
 
 # the thresholds tuned on false lesions only: lesion_not_hyperintense exists for a "lesion" the image does not
-# show; tuned on half-found SIMULATED lesions it would rise until it flags real but faint oedema
+# show; tuned on half-found SIMULATED lesions it would rise until it flags real but faint oedema. Since 0.2.0 the
+# pipeline drops the components under the lesion card's min_lesion_contrast and QC reads the contrast it judged:
+# a threshold at or below that never fires
 FALSE_LESION_RULES = ("lesion_contrast_min",)
 
 

@@ -50,8 +50,13 @@ def cord_interior(cord: np.ndarray, zooms, depth_mm: float) -> np.ndarray:
     """The cord more than ``depth_mm`` in from its edge on each slice (in-plane distance to the nearest voxel
     outside it)."""
     inner = np.zeros_like(cord, dtype=bool)
+    found = ndimage.find_objects(cord.astype(np.uint8))
+    if not found:
+        return inner
+    # within the cord's box and one voxel round it: the nearest voxel outside the cord is never farther away
+    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0][:2])
     for k in np.flatnonzero(cord.any(axis=(0, 1))):
-        inner[:, :, k] = ndimage.distance_transform_edt(cord[:, :, k], sampling=zooms[:2]) > depth_mm
+        inner[box + (k,)] = ndimage.distance_transform_edt(cord[box + (k,)], sampling=zooms[:2]) > depth_mm
     return inner
 
 
