@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
+from basicseg.segment.postprocess import components
+
 NAN = float("nan")
 
 # the cord more than CORE_MM, and more than one voxel, in from its edge: the tissue without partial volume with the
@@ -50,14 +52,21 @@ def cord_interior(cord: np.ndarray, zooms, depth_mm: float) -> np.ndarray:
     """The cord more than ``depth_mm`` in from its edge on each slice (in-plane distance to the nearest voxel
     outside it)."""
     inner = np.zeros_like(cord, dtype=bool)
-    found = ndimage.find_objects(cord.astype(np.uint8))
-    if not found:
+    box = _cord_box(cord)
+    if box is None:
         return inner
     # within the cord's box and one voxel round it: the nearest voxel outside the cord is never farther away
-    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0][:2])
     for k in np.flatnonzero(cord.any(axis=(0, 1))):
-        inner[box + (k,)] = ndimage.distance_transform_edt(cord[box + (k,)], sampling=zooms[:2]) > depth_mm
+        inner[box[:2] + (k,)] = ndimage.distance_transform_edt(cord[box[:2] + (k,)], sampling=zooms[:2]) > depth_mm
     return inner
+
+
+def _cord_box(cord: np.ndarray) -> tuple | None:
+    """The cord's bounding box, one voxel wider in-plane (None without cord)."""
+    found = ndimage.find_objects(cord.astype(np.uint8))
+    if not found:
+        return None
+    return tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0][:2]) + (found[0][2],)
 
 
 def magnitude(image: np.ndarray, cord: np.ndarray, zooms) -> np.ndarray:
@@ -91,9 +100,8 @@ def tissue(image: np.ndarray, cord: np.ndarray, zooms) -> Tissue:
     cord = np.asarray(cord, bool)
     image = magnitude(np.asarray(image, np.float32), cord, zooms)
     ranked = np.zeros_like(image)
-    found = ndimage.find_objects(cord.astype(np.uint8))
-    if found:       # only the core is ranked: its box, one voxel wider in-plane for the neighbours
-        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0][:2]) + (found[0][2],)
+    box = _cord_box(cord)
+    if box is not None:     # only the core is ranked: the cord's box holds every core voxel's neighbours
         ranked[box] = ndimage.correlate(image[box], NEIGHBOURS / NEIGHBOURS.sum(), mode="nearest")
     core = cord_interior(cord, zooms, max(CORE_MM, *map(float, zooms[:2])))
     return Tissue(image, ranked, core, tuple(float(z) for z in zooms))
@@ -143,7 +151,8 @@ def hyperintense_lesions(lesion: np.ndarray, t: Tissue,
     """(``lesion`` without its 3D components (26-connected) that are less than ``min_contrast`` (ln) brighter
     than the matched normal cord near them, the least contrast among the components kept: NaN when none could
     be judged). Components the rule cannot judge are kept; ``None`` keeps every component (and still measures)."""
-    labels, n = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
+    labels, sizes = components(lesion)
+    n = len(sizes)
     if n == 0:
         return lesion, NAN
     contrasts = lesion_contrasts(labels, t)
