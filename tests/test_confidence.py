@@ -364,3 +364,25 @@ def test_tune_qc_tunes_lesion_not_hyperintense_on_false_lesions_only():
     final = tune.fit(table, kinds)
     assert final["lesion_contrast_min"] == Thresholds().lesion_contrast_min
     assert tune.flagged(table, final)[kinds["false_lesion"]].all()
+
+
+def test_a_whole_section_lesion_leaves_the_normal_cords_contrast(demo_t2star):
+    """Oedema nearly as bright as the CSF, over the whole swollen section (a SIMULATED grade-3 lesion,
+    training.patterns, on the real T2*w demo image): on the lesion's slices the cord is as bright as on the
+    unseen site that broke the cord network, but the image does tell its normal cord from the CSF. The contrast
+    is read on the normal slices, and an injured cord is not flagged for it."""
+    from basicseg.training.patterns import simulate_pattern
+
+    volume, cord = demo_t2star
+    native = confidence_summary(_confident(cord), cord, None, None, volume.zooms, volume.data)["cord_csf_contrast"]
+    sim = simulate_pattern(volume.data, cord, None, volume.zooms, "whole", False, np.random.default_rng(0),
+                           contrast=1.5, length_mm=30.0)
+    assert sim.lesion.any(axis=(0, 1)).sum() < cord.any(axis=(0, 1)).sum()
+    lesion_prob = np.where(sim.lesion, 0.95, 0.01)
+    every_slice = confidence_summary(_confident(sim.cord), sim.cord, None, None, volume.zooms, sim.image)
+    normal = confidence_summary(_confident(sim.cord), sim.cord, lesion_prob, sim.lesion, volume.zooms, sim.image)
+    healthy = confidence_summary(_confident(cord), cord, lesion_prob, sim.lesion, volume.zooms, volume.data)
+    assert every_slice["cord_csf_contrast"] < native - 0.2         # what the flag read before
+    assert normal["cord_csf_contrast"] == pytest.approx(healthy["cord_csf_contrast"], abs=0.02)
+    assert normal["cord_csf_contrast"] > Thresholds().cord_csf_contrast_min + 0.1
+    assert "low_cord_contrast" not in confidence_flags(normal, Thresholds())

@@ -44,6 +44,9 @@ EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neigh
 # against a ring CSF_RING_MM outside it
 CORD_INTERIOR_MM = 0.5
 CSF_RING_MM = (0.5, 2.5)
+# the cord's contrast is read on its lesion-free slices when they cover at least this much of it (a 10 mm
+# segment: two 5 mm T2*w slices, ten 1 mm ones), else on all its slices
+NORMAL_CORD_MM = 10.0
 CSA_TREND_MM = 30.0          # the running median the axial area's scatter is measured about (csa_cv)
 
 SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "cord_csf_contrast", "csa_median_mm2", "csa_cv",
@@ -112,13 +115,14 @@ def ring_around(cord: np.ndarray, zooms, near_mm: float, far_mm: float) -> np.nd
     return ring
 
 
-def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
-    """ln(median CSF ring / median cord interior) over the cord's slices: how much brighter the CSF around the
-    cord is than the cord. On T2 and T2* it is (0.53-1.28 on the nine labelled images here); near 0 the image
+def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms, lesion: np.ndarray | None = None) -> dict:
+    """ln(median CSF ring / median cord interior) over the cord's normal slices: how much brighter the CSF around
+    the cord is than the cord. On T2 and T2* it is (0.53-1.28 on the nine labelled images here); near 0 the image
     barely tells them apart, below 0 the contrast is inverted (a T1-weighted or negated image)."""
     if image is None or not cord.any():
         return {"cord_csf_contrast": NAN}
     image = magnitude(image, cord, zooms)
+    cord = _normal_slices(cord, zooms, lesion)
     inner = cord_interior(cord, zooms, CORD_INTERIOR_MM)
     ring = ring_around(cord, zooms, *CSF_RING_MM)
     if not inner.any():
@@ -127,6 +131,21 @@ def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms) -> dict:
     if not (cord_level > 0 and csf_level > 0):
         return {"cord_csf_contrast": NAN}
     return {"cord_csf_contrast": float(np.log(csf_level / cord_level))}
+
+
+def _normal_slices(cord: np.ndarray, zooms, lesion: np.ndarray | None) -> np.ndarray:
+    """The cord on its slices without lesion, when they hold at least :data:`NORMAL_CORD_MM` of it; else all of it.
+
+    The contrast asks whether this image tells normal cord from CSF. Oedema is nearly as bright as CSF, and a
+    swollen cord narrows the CSF around it: on the lesion's slices a whole-section lesion read as low a contrast
+    as a cord recoloured as bright as its CSF (0.14-0.22, and -0.37, on three SIMULATED lesions of the nine
+    images here, whose normal slices read 0.52-0.96). Whole slices are left out, not only the lesion's voxels:
+    a false lesion on bright grey matter would otherwise leave the darker white matter as the cord's level."""
+    if lesion is None or not lesion.any():
+        return cord
+    normal = cord & ~lesion.any(axis=(0, 1))
+    extent_mm = np.count_nonzero(normal.any(axis=(0, 1))) * float(zooms[2])
+    return normal if extent_mm >= NORMAL_CORD_MM else cord
 
 
 def _cord_shape(cord: np.ndarray, zooms) -> dict:
@@ -174,7 +193,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
     (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: ln(median
-    ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior), CSF brighter than cord > 0 (NaN
+    ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior) on the slices without ``lesion``
+    (all the cord's slices when those cover under :data:`NORMAL_CORD_MM`), CSF brighter than cord > 0 (NaN
     without ``image``); the contrasts read ``image`` as a magnitude (:func:`..segment.hyperintensity.magnitude`);
     ``csa_median_mm2``, ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and
     ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord slices) of the axial cord area;
@@ -192,7 +212,7 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
         lesion = np.asarray(lesion).astype(bool, copy=False)
     if lesion_prob is not None:
         lesion_prob = np.asarray(lesion_prob, float)
-    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms),
+    out = {**_cord_confidence(cord_prob, cord), **_cord_contrast(image, cord, zooms, lesion),
            **_cord_shape(cord, zooms), **_lesion_confidence(lesion_prob, lesion, cord, zooms, image, lesion_contrast)}
     return {key: float(out[key]) for key in SUMMARY_KEYS}
 
