@@ -63,7 +63,7 @@ def test_a_lesion_over_the_whole_cord_cannot_be_judged_and_is_kept(t2star):
 
 def test_noise_alone_reads_no_contrast():
     """A uniform noisy cord: any region of it reads ~0 however small, because the reference's brightest voxels
-    are chosen on the smoothed image (chosen on the noise itself they would read ~1.4 sigma high)."""
+    are chosen on the smoothed image (chosen on the noise itself they would read ~2 sigma high)."""
     rng = np.random.default_rng(0)
     shape, zooms = (40, 40, 40), (0.5, 0.5, 1.0)
     I, J, _ = np.indices(shape)
@@ -120,3 +120,28 @@ def test_the_pipeline_drops_the_faint_component_and_qc_reads_what_it_judged(t2st
     summary = confidence_summary(cord_prob, cord_out, lesion_prob, lesion, zooms, sim.image, contrast)
     assert summary["lesion_min_contrast"] == contrast
     assert "lesion_not_hyperintense" not in confidence_flags(summary)
+
+
+@pytest.mark.parametrize("in_plane_mm", [0.5, 1.0])
+def test_healthy_grey_matter_is_no_lesion_at_1_mm_in_plane(in_plane_mm):
+    """A cord with brighter grey matter and bright CSF round it (T2), on a 0.5 and a 1 mm grid (spine-generic's
+    T2w is 0.8-1 mm): two levels of its healthy grey matter read as bright as the grey matter elsewhere. At 1 mm
+    a voxel one voxel in from the cord's edge touches the CSF diagonally; were it core, its neighbours' mean
+    would rank it as the brightest, the reference would be white matter, and the grey matter a lesion (0.11)."""
+    rng = np.random.default_rng(1)
+    fov_mm, zooms = 24.0, (in_plane_mm, in_plane_mm, 3.0)
+    n = int(round(fov_mm / in_plane_mm))
+    x, y = (np.indices((n, n)) + 0.5) * in_plane_mm - fov_mm / 2
+    section = (x / 5.0) ** 2 + (y / 3.5) ** 2 <= 1                   # 10 x 7 mm, a cervical cord
+    grey = section & ((x / 2.5) ** 2 + (y / 1.5) ** 2 <= 1)
+    csf = ~section & ((x / 7.0) ** 2 + (y / 5.5) ** 2 <= 1)
+    plane = np.where(grey, 130.0, np.where(section, 100.0, np.where(csf, 300.0, 20.0)))
+    shape = (n, n, 20)
+    image = (plane[:, :, None] + 3.0 * rng.standard_normal(shape)).astype(np.float32)
+    cord = np.repeat(section[:, :, None], 20, axis=2)
+    false = np.zeros(shape, bool)
+    false[:, :, 9:11] = grey[:, :, None]
+    [contrast] = _contrasts(false, image, cord, zooms)
+    assert abs(contrast) < LESION_CONTRAST_MIN / 2
+    kept, _ = hyperintense_lesions(false, tissue(image, cord, zooms))
+    assert not kept.any()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from basicseg.segment.hyperintensity import cord_interior, lesion_contrasts, magnitude, tissue
+from basicseg.segment.hyperintensity import REFERENCE_GAP_MM, cord_interior, lesion_contrasts, magnitude, tissue
 
 log = logging.getLogger("basicseg")
 
@@ -44,7 +44,7 @@ EDGE = ndimage.generate_binary_structure(2, 1)[:, :, None]    # in-plane 4-neigh
 # against a ring CSF_RING_MM outside it
 CORD_INTERIOR_MM = 0.5
 CSF_RING_MM = (0.5, 2.5)
-# the cord's contrast is read on its lesion-free slices when they cover at least this much of it (a 10 mm
+# the cord's contrast is read on its slices away from any lesion when they cover at least this much of it (a 10 mm
 # segment: two 5 mm T2*w slices, ten 1 mm ones), else on all its slices
 NORMAL_CORD_MM = 10.0
 CSA_TREND_MM = 30.0          # the running median the axial area's scatter is measured about (csa_cv)
@@ -134,18 +134,25 @@ def _cord_contrast(image: np.ndarray | None, cord: np.ndarray, zooms, lesion: np
 
 
 def _normal_slices(cord: np.ndarray, zooms, lesion: np.ndarray | None) -> np.ndarray:
-    """The cord on its slices without lesion, when they hold at least :data:`NORMAL_CORD_MM` of it; else all of it.
+    """The cord on its slices more than :data:`REFERENCE_GAP_MM` from any lesion, when they cover at least
+    :data:`NORMAL_CORD_MM` of it; else all of it.
 
     The contrast asks whether this image tells normal cord from CSF. Oedema is nearly as bright as CSF, and a
     swollen cord narrows the CSF around it: on the lesion's slices a whole-section lesion read as low a contrast
-    as a cord recoloured as bright as its CSF (0.14-0.22, and -0.37, on three SIMULATED lesions of the nine
-    images here, whose normal slices read 0.52-0.96). Whole slices are left out, not only the lesion's voxels:
-    a false lesion on bright grey matter would otherwise leave the darker white matter as the cord's level."""
+    as a cord recoloured as bright as its CSF (-0.33 on the T2*w demo's, 0.39 on its normal slices;
+    tests/test_confidence.py). Whole slices are left out, not only the lesion's voxels: a false lesion on bright
+    grey matter would otherwise leave the darker white matter as the cord's level. The gap is the lesion rule's
+    (:mod:`..segment.hyperintensity`): the network outlines a lesion's fringe short."""
     if lesion is None or not lesion.any():
         return cord
-    normal = cord & ~lesion.any(axis=(0, 1))
-    extent_mm = np.count_nonzero(normal.any(axis=(0, 1))) * float(zooms[2])
-    return normal if extent_mm >= NORMAL_CORD_MM else cord
+    dz = float(zooms[2])
+    on = np.flatnonzero(lesion.any(axis=(0, 1)))
+    k = np.arange(cord.shape[2])
+    away_mm = np.abs(k[:, None] - on[None, :]).min(axis=1) * dz
+    tolerance = 1e-3 * dz           # the float32 voxel sizes of NIfTI headers
+    normal = cord & (away_mm > REFERENCE_GAP_MM + tolerance)
+    extent_mm = np.count_nonzero(normal.any(axis=(0, 1))) * dz
+    return normal if extent_mm >= NORMAL_CORD_MM - tolerance else cord
 
 
 def _cord_shape(cord: np.ndarray, zooms) -> dict:
@@ -173,7 +180,8 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
             "lesion_components": int(n),
-            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms) if judged is None else judged}
+            "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms) if judged is None or image is None
+            else judged}
 
 
 def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
@@ -193,8 +201,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     ``cord_mean_prob``: mean cord probability in the cord mask; ``cord_uncertain_band``: voxels with
     :data:`UNCERTAIN_LOW` < p < :data:`UNCERTAIN_HIGH` on the cord's slices / the cord mask's edge voxels
     (in-plane 4-connected), the width in voxels of the band of doubt; ``cord_csf_contrast``: ln(median
-    ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior) on the slices without ``lesion``
-    (all the cord's slices when those cover under :data:`NORMAL_CORD_MM`), CSF brighter than cord > 0 (NaN
+    ``image`` in a 0.5-2.5 mm ring outside the cord / in the cord's interior) on the slices more than 3 mm from
+    ``lesion`` (all the cord's slices when those cover under :data:`NORMAL_CORD_MM`), CSF brighter than cord > 0 (NaN
     without ``image``); the contrasts read ``image`` as a magnitude (:func:`..segment.hyperintensity.magnitude`);
     ``csa_median_mm2``, ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and
     ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord slices) of the axial cord area;

@@ -7,7 +7,8 @@ on every image (424-1619 mm3, docs/qc.md). The image itself tells them apart. Ea
 compared with the normal cord within :data:`REFERENCE_MM` above and below it, and not with all of it: with
 its brightest voxels, as large a share of each normal slice's interior as the component takes of its own
 slices' interior. A grey-matter-shaped component is then compared with the normal grey matter, a whole
-section with the whole section. A component less than :data:`LESION_CONTRAST_MIN` brighter is not reported.
+section with the whole section. A component less than the lesion card's ``min_lesion_contrast`` brighter
+(:data:`LESION_CONTRAST_MIN` by default) is not reported.
 A component with too little normal cord near it (a lesion over the whole field of view) is kept: the image
 cannot judge it.
 
@@ -25,8 +26,8 @@ from basicseg.segment.postprocess import components
 
 NAN = float("nan")
 
-# the cord more than CORE_MM, and more than one voxel, in from its edge: the tissue without partial volume with the
-# CSF, whose bright voxels would otherwise be the reference's brightest (an edge voxel is one voxel from the edge)
+# the cord more than CORE_MM in from its edge, with all 8 in-plane neighbours in the cord: the tissue without partial
+# volume with the CSF, whose bright voxels would otherwise be the reference's brightest
 CORE_MM = 1.0
 # the normal cord a lesion is compared with: the lesion-free slices more than REFERENCE_GAP_MM and at most
 # REFERENCE_MM above or below it (close enough that a bias field changes it little; beyond the fringe of a lesion
@@ -41,6 +42,7 @@ MIN_SHARE = 0.05             # a component under 5 % of its slices' interior mee
 # share. Tissue (grey matter, oedema) is wider than a voxel, so its neighbours choose it as well
 NEIGHBOURS = np.ones((3, 3, 1), np.float32)
 NEIGHBOURS[1, 1, 0] = 0
+IN_PLANE_8 = np.ones((3, 3, 1), bool)
 MAGNITUDE_MARGIN_MM = 5.0    # the neighbourhood of the cord whose minimum must not be negative (magnitude)
 # a log-ratio of 0.1 (1.105): a component less than ~10 % brighter than that normal tissue is not one the image
 # shows (the QC prior of lesion_not_hyperintense before; the SIMULATED oedema is >= 1.5x the cord; healthy grey
@@ -103,7 +105,9 @@ def tissue(image: np.ndarray, cord: np.ndarray, zooms) -> Tissue:
     box = _cord_box(cord)
     if box is not None:     # only the core is ranked: the cord's box holds every core voxel's neighbours
         ranked[box] = ndimage.correlate(image[box], NEIGHBOURS / NEIGHBOURS.sum(), mode="nearest")
-    core = cord_interior(cord, zooms, max(CORE_MM, *map(float, zooms[:2])))
+    # deep enough in mm and in voxels: from ~0.71 mm in-plane a voxel one voxel in is deeper than a voxel size
+    # from the CSF it touches diagonally, and its neighbours' mean, holding that CSF, would rank it brightest
+    core = cord_interior(cord, zooms, CORE_MM) & ndimage.binary_erosion(cord, IN_PLANE_8)
     return Tissue(image, ranked, core, tuple(float(z) for z in zooms))
 
 
@@ -120,6 +124,8 @@ def lesion_contrasts(labels: np.ndarray, t: Tissue) -> np.ndarray:
         component = labels[box] == i + 1
         first, last = box[2].start, box[2].stop - 1
         own = int(core_voxels[first:last + 1].sum())
+        # the component's share of its slices' core; a component on slices without core (a cord too thin for one)
+        # is compared with the whole normal core, the most lenient reference
         share = int(np.count_nonzero(component & t.core[box])) / own if own else 1.0
         share = min(max(share, MIN_SHARE), 1.0)
         near = normal[_within_reach(normal, first, last, t.zooms[2])]
@@ -127,6 +133,7 @@ def lesion_contrasts(labels: np.ndarray, t: Tissue) -> np.ndarray:
             continue
         levels = [np.median(_brightest(t.image[:, :, k][t.core[:, :, k]], t.ranked[:, :, k][t.core[:, :, k]], share))
                   for k in near]
+        # all of the component, also where it leaves the cord mask: lesions are kept whole (postprocess.lesion_mask)
         level, inside = float(np.median(levels)), float(np.median(t.image[box][component]))
         if level > 0 and inside > 0:
             out[i] = np.log(inside / level)

@@ -39,8 +39,9 @@ class Segmentation:
     cord: np.ndarray
     lesion: np.ndarray | None
     timings: dict = field(default_factory=dict)
-    # the least hyperintense lesion component's contrast as the lesion rule judged it (hyperintensity; NaN: none)
-    lesion_contrast: float = float("nan")
+    # the least hyperintense lesion component's contrast as the lesion rule judged it (hyperintensity; NaN: none
+    # judged; None: not judged, QC then measures it itself)
+    lesion_contrast: float | None = None
 
 
 @dataclass
@@ -150,8 +151,8 @@ def segment(volume: AxialVolume, models: Models, centreline: str | Path = "auto"
 
 def postprocess(volume: AxialVolume, models: Models, cord_prob, lesion_prob, t: dict):
     """(cord, lesion) masks from the probabilities, and the least contrast among the lesions kept (seconds added
-    to t). A lesion is kept only where the image shows it brighter than the same tissue at its normal levels
-    (:mod:`.hyperintensity`), judged on the cord network's own mask.
+    to t). A lesion is dropped where the image shows it no brighter than the same tissue at its normal levels
+    (:mod:`.hyperintensity`), judged on the cord network's own mask; one without such normal cord is kept.
 
     The lesion is added to the cord. For cord networks trained without lesions in their label (BASICseg-1,
     -2) this keeps bright oedema and swelling that they cut out of the cord. The default BASICseg-3 learnt

@@ -94,6 +94,15 @@ def _min_contrast(value: str | None) -> float | None:
     return float("-inf") if value.lower() == "none" else float(value)
 
 
+def _min_contrast_arg(value: str) -> str:
+    """argparse's check of --lesion-min-contrast: a number or "none" (the value itself is kept as given)."""
+    try:
+        _min_contrast(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a log-ratio (e.g. 0.1) or none, got {value!r}") from None
+    return value
+
+
 def shift_offsets(mm: float) -> tuple[tuple[int, int], ...]:
     """The four box shifts of +-``mm`` along each in-plane axis, in box pixels."""
     px = int(round(mm / PIXEL_MM))
@@ -215,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lesion-rule", nargs="+", type=float, metavar="T",
                    help="THRESHOLD MIN_MM3 [EXTENT_THRESHOLD]: the lesion rule instead of the lesion card's "
                         "(e.g. a fold network under the final network's rule)")
-    p.add_argument("--lesion-min-contrast", metavar="LN",
+    p.add_argument("--lesion-min-contrast", metavar="LN", type=_min_contrast_arg,
                    help="keep only lesions at least LN (ln) brighter than the matched normal cord near them, instead "
                         "of the lesion card's rule (basicseg.segment.hyperintensity); none keeps every lesion")
     p.add_argument("--seed", type=int, default=d.seed)
