@@ -42,9 +42,10 @@ FLAG_TEXT = {
                            "threshold): check the cord outline on every slice.",
     "uncertain_cord_boundary": "Many voxels on the cord's slices have an undecided cord probability: the "
                                "outline may be wrong.",
-    "low_cord_contrast": "The cord is nearly as bright as the CSF around it, or brighter (an inverted contrast: "
-                         "is this a T2-weighted image?), a contrast the networks were not validated on: the "
-                         "outline may leak into the CSF or miss cord, and lesions may be false.",
+    "low_cord_contrast": "Away from any lesion, the cord is nearly as bright as the CSF around it, or brighter "
+                         "(an inverted contrast: is this a T2-weighted image?), a contrast the networks were "
+                         "not validated on: the outline may leak into the CSF or miss cord, and lesions may be "
+                         "false.",
     "nonfinite_voxels": "Some voxels of the input were NaN or Inf; they were replaced by their slice's median.",
     "outside_validated_resolution": "The voxels are coarser than those the networks were validated on (in-plane "
                                     f"over {VALIDATED_IN_PLANE_MM:g} mm or slices over {VALIDATED_SLICE_MM:g} mm "
