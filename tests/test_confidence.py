@@ -386,3 +386,23 @@ def test_a_whole_section_lesion_leaves_the_normal_cords_contrast(demo_t2star):
     assert normal["cord_csf_contrast"] == pytest.approx(healthy["cord_csf_contrast"], abs=0.02)
     assert normal["cord_csf_contrast"] > Thresholds().cord_csf_contrast_min + 0.05
     assert "low_cord_contrast" not in confidence_flags(normal, Thresholds())
+
+
+def test_with_too_little_normal_cord_the_contrast_reads_every_slice():
+    """A lesion within 3 mm of all but 9 mm of the cord leaves too little normal cord (under 10 mm) to read the
+    contrast on: it is read on every slice, as without a lesion, so a cord bright along the whole field of view
+    is still flagged whatever the lesion network calls it."""
+    zooms, shape = (0.5, 0.5, 3.0), (40, 40, 12)
+    ii, jj = np.indices(shape[:2])
+    section = (ii - 20) ** 2 + (jj - 20) ** 2 <= 36
+    cord = np.repeat(section[:, :, None], shape[2], axis=2)
+    image = np.where(cord, 100.0, 250.0).astype(np.float32)
+    image[:, :, :6] = np.where(cord[:, :, :6], 200.0, 250.0)     # the lesion's levels: cord nearly as bright
+    lesion = cord.copy()
+    lesion[:, :, 8:] = False            # slices 9-11 are more than 3 mm away: 9 mm of normal cord
+    everywhere = confidence_summary(_confident(cord), cord, None, None, zooms, image)["cord_csf_contrast"]
+    summary = confidence_summary(_confident(cord), cord, np.where(lesion, 0.9, 0.0), lesion, zooms, image)
+    assert summary["cord_csf_contrast"] == pytest.approx(everywhere) and everywhere < np.log(2.5) - 0.2
+    lesion[:, :, 7] = False             # 12 mm: read there, on the normal cord, ln(250 / 100)
+    summary = confidence_summary(_confident(cord), cord, np.where(lesion, 0.9, 0.0), lesion, zooms, image)
+    assert summary["cord_csf_contrast"] == pytest.approx(np.log(2.5), abs=1e-6)
