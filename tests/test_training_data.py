@@ -111,3 +111,22 @@ def test_bright_cord_contrast_puts_the_cord_near_its_csf(demo_t2star):
     assert np.median(out[inside > 3.2]) / np.median(out[wm]) == pytest.approx(GM_TO_WM, rel=0.15)
     far = ndimage.distance_transform_edt(~cord) * zooms[0] > 10
     np.testing.assert_allclose(out[far], volume.data[far], rtol=1e-5)
+
+
+def test_a_partly_labelled_image_is_recoloured_on_its_labelled_slices_only(examples):
+    """bright-cord cuts the image to the slices its cord mask covers: a slice the mask misses could not be
+    recoloured, and the networks would read its native contrast as the normal cord. The affine follows the cut."""
+    from dataclasses import replace
+
+    from basicseg.training.contrast import with_contrast
+
+    e = [e for e in examples if e.subject == "sub-9418"][0]
+    cord = e.cord.copy()
+    cord[:, :, :3] = cord[:, :, -2:] = False          # labelled on slices 3..n-3
+    partial = replace(e, cord=cord)
+    out = with_contrast(partial, "bright-cord")
+    n = e.cord.shape[2]
+    assert out.volume.data.shape[2] == out.cord.shape[2] == out.gm.shape[2] == n - 5
+    assert out.cord.any(axis=(0, 1)).all()
+    np.testing.assert_allclose(out.volume.affine @ [0, 0, 0, 1], e.volume.affine @ [0, 0, 3, 1])
+    assert with_contrast(e, "bright-cord").volume.data.shape == e.volume.data.shape   # labelled throughout

@@ -126,6 +126,21 @@ def crop_to_cord(example: Example, margin_mm: float = TRAINING_FIELD_MM) -> Exam
     return replace(example, volume=volume, cord=example.cord[box], gm=gm, variants=[])
 
 
+def cut_to_labelled_slices(example: Example) -> Example:
+    """The example cut to the axial slices its cord mask covers (the canonical affine follows the cut)."""
+    from dataclasses import replace
+
+    on = np.flatnonzero(example.cord.any(axis=(0, 1)))
+    if len(on) == 0 or (on[0] == 0 and on[-1] == example.cord.shape[2] - 1):
+        return example
+    cut = (slice(None), slice(None), slice(int(on[0]), int(on[-1]) + 1))
+    affine = example.volume.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.array([0, 0, on[0]]) + affine[:3, 3]
+    volume = replace(example.volume, data=example.volume.data[cut], affine=affine)
+    gm = None if example.gm is None else example.gm[cut]
+    return replace(example, volume=volume, cord=example.cord[cut], gm=gm, variants=[])
+
+
 # --- grey matter -------------------------------------------------------------------------------------------
 
 def grey_matter(image: Path, bids_dir: Path, volume: AxialVolume, cord: np.ndarray) -> tuple[np.ndarray, str]:
