@@ -102,12 +102,13 @@ def tissue(image: np.ndarray, cord: np.ndarray, zooms) -> Tissue:
     cord = np.asarray(cord, bool)
     image = magnitude(np.asarray(image, np.float32), cord, zooms)
     ranked = np.zeros_like(image)
+    core = cord_interior(cord, zooms, CORE_MM)
     box = _cord_box(cord)
     if box is not None:     # only the core is ranked: the cord's box holds every core voxel's neighbours
         ranked[box] = ndimage.correlate(image[box], NEIGHBOURS / NEIGHBOURS.sum(), mode="nearest")
-    # deep enough in mm and in voxels: from ~0.71 mm in-plane a voxel one voxel in is deeper than a voxel size
-    # from the CSF it touches diagonally, and its neighbours' mean, holding that CSF, would rank it brightest
-    core = cord_interior(cord, zooms, CORE_MM) & ndimage.binary_erosion(cord, IN_PLANE_8)
+        # deep enough in mm and in voxels: from ~0.71 mm in-plane a voxel one voxel in is deeper than a voxel size
+        # from the CSF it touches diagonally, and its neighbours' mean, holding that CSF, would rank it brightest
+        core[box] &= ndimage.binary_erosion(cord[box], IN_PLANE_8)
     return Tissue(image, ranked, core, tuple(float(z) for z in zooms))
 
 

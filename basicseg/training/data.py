@@ -110,35 +110,33 @@ def split_examples(examples, val_sites=(), val_subjects=()):
 
 def crop_to_cord(example: Example, margin_mm: float = TRAINING_FIELD_MM) -> Example:
     """The example cut in-plane to its cord +- ``margin_mm`` (the canonical affine follows the cut)."""
-    from dataclasses import replace
-
     if not example.cord.any():
         return example
     ii, jj = np.nonzero(example.cord.any(axis=2))
     zooms = example.volume.zooms
     lo = [max(0, int(a.min() - margin_mm / z)) for a, z in ((ii, zooms[0]), (jj, zooms[1]))]
     hi = [int(a.max() + margin_mm / z) + 1 for a, z in ((ii, zooms[0]), (jj, zooms[1]))]
-    box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None))
-    affine = example.volume.affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ np.array([lo[0], lo[1], 0]) + affine[:3, 3]
-    volume = replace(example.volume, data=example.volume.data[box], affine=affine)
-    gm = None if example.gm is None else example.gm[box]
-    return replace(example, volume=volume, cord=example.cord[box], gm=gm, variants=[])
+    return _cut(example, (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(None)))
 
 
 def cut_to_labelled_slices(example: Example) -> Example:
     """The example cut to the axial slices its cord mask covers (the canonical affine follows the cut)."""
-    from dataclasses import replace
-
     on = np.flatnonzero(example.cord.any(axis=(0, 1)))
     if len(on) == 0 or (on[0] == 0 and on[-1] == example.cord.shape[2] - 1):
         return example
-    cut = (slice(None), slice(None), slice(int(on[0]), int(on[-1]) + 1))
+    return _cut(example, (slice(None), slice(None), slice(int(on[0]), int(on[-1]) + 1)))
+
+
+def _cut(example: Example, box: tuple) -> Example:
+    """The example on ``box`` (three slices of its canonical grid), the affine's origin moved to the box's corner;
+    its variants are dropped (they were made on the whole grid)."""
+    from dataclasses import replace
+
     affine = example.volume.affine.copy()
-    affine[:3, 3] = affine[:3, :3] @ np.array([0, 0, on[0]]) + affine[:3, 3]
-    volume = replace(example.volume, data=example.volume.data[cut], affine=affine)
-    gm = None if example.gm is None else example.gm[cut]
-    return replace(example, volume=volume, cord=example.cord[cut], gm=gm, variants=[])
+    affine[:3, 3] = affine[:3, :3] @ np.array([s.start or 0 for s in box]) + affine[:3, 3]
+    volume = replace(example.volume, data=example.volume.data[box], affine=affine)
+    gm = None if example.gm is None else example.gm[box]
+    return replace(example, volume=volume, cord=example.cord[box], gm=gm, variants=[])
 
 
 # --- grey matter -------------------------------------------------------------------------------------------
