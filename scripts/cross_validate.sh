@@ -23,12 +23,19 @@ print(s['threshold'], s['min_volume_mm3'], s['extent_threshold'], max([abs(v) fo
   basicseg/networks/weights/lesion-basicseg3.json)
 RULE="$THRESHOLD $MIN_MM3 $EXTENT"
 source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
+# a fold network as the final network is kept: its last epoch (the moving average of a run with --ema); its best
+# epoch is chosen on the held-out sites and flatters them (scored only where the name says so: eval-lesionN)
+as_shipped() {
+  local f
+  for f in "$1.last-average.keras" "$1.last.keras" "$1.keras"; do [[ -f $f ]] && { echo "$f"; return; }; done
+  echo "$1.keras"
+}
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")
-  loc="$RUNS/cv-$f-localiser/localiser.keras"
+  loc=$(as_shipped "$RUNS/cv-$f-localiser/localiser")
   [[ -f "$loc" ]] || { echo "fold $f: no localiser in $RUNS (train it first): skipped" >&2; continue; }
   for arch in 1 2 3; do
-    model="$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch.keras"
+    model=$(as_shipped "$RUNS/cv-$f-cord-basicseg$arch/cord-basicseg$arch")
     out="$RUNS/cv-$f-eval-cord$arch"
     [[ -f "$model" && ! "$out/eval_cord_images.tsv" -nt "$model" ]] || continue
     python -m basicseg.training.evaluate "$BIDS" "$out" --target cord --cord-model "$model" --localiser-model "$loc" \
@@ -39,12 +46,12 @@ for f in A B C; do
   out="$RUNS/cv-$f-eval-patterns3"
   if [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]]; then
     python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesion-set patterns \
-      --lesions-per-image "$PATTERN_SEEDS" --cord-model "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras" \
+      --lesions-per-image "$PATTERN_SEEDS" --cord-model "$(as_shipped "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3")" \
       --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}" --lesion-rule $RULE \
       --mirror --lesion-shift "$SHIFT_MM"
   fi
-  cord="$RUNS/cv-$f-cord-basicseg3/cord-basicseg3.keras"      # the default cord network, else BASICseg-1
-  [[ -f "$cord" ]] || cord="$RUNS/cv-$f-cord-basicseg1/cord-basicseg1.keras"
+  cord=$(as_shipped "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3")      # the default cord network, else BASICseg-1
+  [[ -f "$cord" ]] || cord=$(as_shipped "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1")
   for arch in 1 3; do
     # the best held-out epoch (flatters the fold) and the last epoch (the rule the shipped final model follows)
     for kept in "" last; do

@@ -80,9 +80,12 @@ while read -r kind target arch minutes epochs ema; do
   args=(--target "$target" --architecture "$arch" --epochs "${epochs:-500}" --max-minutes "$minutes" --nprocs "$NPROCS" --steps "$STEPS" --resume)
   [[ -n "${ema:-}" ]] && args+=(--ema "$ema")
   run=$([[ $kind == final ]] && echo final || echo "cv-${kind#fold-}")
-  donor="$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch.keras"
-  # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained
-  [[ $target == lesion && -f "$donor" ]] && args+=(--init-from "$donor")
+  # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained:
+  # its last epoch (moving average with --ema), as a final run keeps it; a fold's best epoch is chosen on its
+  # held-out sites and would carry them into the lesion network's start
+  donor="$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch"
+  donor=$(for f in "$donor.last-average.keras" "$donor.last.keras" "$donor.keras"; do [[ -f $f ]] && echo "$f" && break; done || true)
+  [[ $target == lesion && -n "$donor" ]] && args+=(--init-from "$donor")
   if [[ $kind == final ]]; then
     python -m basicseg.training.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
     ship "$RUNS/final-$model" "$model"

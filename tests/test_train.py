@@ -136,6 +136,27 @@ def test_lesion_run_starts_from_the_cord_network_unless_it_saw_a_held_out_image(
                                                      "sub-9418/anat/sub-9418_run-1_T2starw.nii.gz"]
 
 
+def test_a_last_epoch_checkpoint_is_checked_against_its_runs_card(tmp_path, demo_dataset):
+    import shutil
+
+    from basicseg.networks.registry import resolve_model
+
+    # a fold's lesion network starts from its cord network's last epoch (NAME.last-average.keras), which has no
+    # card of its own: the run's NAME.json lists the images it was trained on
+    donor = resolve_model("cord-basicseg1")
+    run = tmp_path / "cv-cord"
+    run.mkdir()
+    checkpoint = run / "cord-basicseg1.last-average.keras"
+    shutil.copy(donor, checkpoint)
+    base = [str(demo_dataset), str(tmp_path / "lesion"), "--target", "lesion", "--architecture", "1", "--epochs", "0",
+            "--subjects", "sub-unf01", "sub-9418", "--val-subjects", "sub-9418", "--init-from", str(checkpoint)]
+    with pytest.raises(SystemExit, match="no model card beside it"):
+        main(base)
+    shutil.copy(donor.with_suffix(".json"), run / "cord-basicseg1.json")
+    with pytest.raises(SystemExit, match=r"trained on held-out subject.*sub-9418 \(UCL\)"):
+        main(base)
+
+
 def test_weight_average_is_the_mean_of_the_batches(tmp_path):
     import keras
     from basicseg.training.train import averaged_weights, weight_average

@@ -23,17 +23,33 @@ def leaked_subjects(card: dict, held_out: list) -> list[str]:
     return sorted({f"{e.subject} ({e.site})" for e in held_out if e.subject in seen})
 
 
+# a run's last-epoch checkpoints beside its selected NAME.keras and its card NAME.json (train.RunFiles)
+LAST_SUFFIX, LAST_AVERAGE_SUFFIX = ".last", ".last-average"
+
+
+def run_card(path: Path) -> dict:
+    """The model card of the run that wrote ``path``: its own, or the run's ``NAME.json`` for a last-epoch checkpoint
+    (``NAME.last.keras``, ``NAME.last-average.keras``), which was trained on the same images."""
+    from basicseg.networks.registry import model_card
+
+    card = model_card(path)
+    for suffix in (LAST_AVERAGE_SUFFIX, LAST_SUFFIX):
+        if not card and path.stem.endswith(suffix):
+            card = model_card(path.with_name(path.stem[:-len(suffix)] + path.suffix))
+    return card
+
+
 def initialise_from(model, source: str, held_out: list) -> dict:
     """Start from the weights of a trained network of the same graph (a lesion network from the cord network of
     the same fold): it already finds the cord, so the lesion network's minutes go to the lesion. Refuses a source
     trained on any image this run holds out (``held_out``: the validation examples), which would leak them into
     the validation figures. Returns the donor's provenance, its SHA-256 included."""
     import keras
-    from basicseg.networks.registry import model_card, resolve_model
+    from basicseg.networks.registry import resolve_model
     from basicseg.networks.unet import custom_objects
 
     path = resolve_model(source)
-    card = model_card(path)
+    card = run_card(path)
     if held_out and not card:
         raise SystemExit(f"--init-from {path}: no model card beside it to prove it never saw the held-out images")
     leaked = leaked_subjects(card, held_out)

@@ -35,7 +35,7 @@ import pandas as pd
 from basicseg.io import write_json, write_tsv
 from basicseg.training import settings as run_settings
 from basicseg.training.averaging import averaged_weights, weight_average
-from basicseg.training.build import build, initialise_from
+from basicseg.training.build import LAST_AVERAGE_SUFFIX, LAST_SUFFIX, build, initialise_from
 from basicseg.training.card import model_card, plot_curves
 from basicseg.training.config import ARCHITECTURES, TRAIN_TARGETS, TrainConfig
 from basicseg.training.data import crop_to_cord, load_examples, prepare_variants, split_examples, validation_set
@@ -68,11 +68,11 @@ class RunFiles:
 
     @property
     def last(self) -> Path:             # the raw weights and the optimizer state of the last epoch
-        return self.out / f"{self.name}.last.keras"
+        return self.out / f"{self.name}{LAST_SUFFIX}.keras"
 
     @property
     def last_average(self) -> Path:     # --ema: what a final run stopped at the last epoch would ship
-        return self.out / f"{self.name}.last-average.keras"
+        return self.out / f"{self.name}{LAST_AVERAGE_SUFFIX}.keras"
 
     @property
     def model(self) -> Path:            # the selected network
