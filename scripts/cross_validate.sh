@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Leave-site-out evaluation of the fold models made by scripts/train_models.sh: each fold's localiser and
-# cord models segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
+# cord models (at their last epoch, as the final ones are kept) segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
 # lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images, at
 # their best held-out epoch (eval-lesionN) and at their last epoch (eval-lesionN-last).
 # Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
@@ -22,14 +22,7 @@ from basicseg.segment.infer import card_settings; s = card_settings(json.load(op
 print(s['threshold'], s['min_volume_mm3'], s['extent_threshold'], max([abs(v) for p in s['shifts'] for v in p] or [0]) * PIXEL_MM)" \
   basicseg/networks/weights/lesion-basicseg3.json)
 RULE="$THRESHOLD $MIN_MM3 $EXTENT"
-source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
-# a fold network as the final network is kept: its last epoch (the moving average of a run with --ema); its best
-# epoch is chosen on the held-out sites and flatters them (scored only where the name says so: eval-lesionN)
-as_shipped() {
-  local f
-  for f in "$1.last-average.keras" "$1.last.keras" "$1.keras"; do [[ -f $f ]] && { echo "$f"; return; }; done
-  echo "$1.keras"
-}
+source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C, as_shipped RUN/NAME
 for f in A B C; do
   mapfile -t held < <(held_out_sites "$f")
   loc=$(as_shipped "$RUNS/cv-$f-localiser/localiser")

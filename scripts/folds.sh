@@ -8,3 +8,11 @@ held_out_sites() {
     *) echo "unknown fold: $1" >&2; return 1;;
   esac
 }
+
+# RUN/NAME's network as a final network is kept: its last epoch (the moving average of a run with --ema), else
+# NAME.keras. A fold's NAME.keras is its best epoch on the held-out sites, which flatters them.
+as_shipped() {
+  local f
+  for f in "$1.last-average.keras" "$1.last.keras" "$1.keras"; do [[ -f $f ]] && { echo "$f"; return; }; done
+  echo "$1.keras"
+}

@@ -65,7 +65,7 @@ final cord 3 60 20 0.99
 final lesion 3 110 30 0.99
 "}
 
-source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C
+source "$(dirname "$0")/folds.sh"     # held_out_sites A|B|C, as_shipped RUN/NAME
 name() { [[ $1 == localiser ]] && echo localiser || echo "$1-basicseg$2"; }
 ship() {   # the best epoch's weights without the optimizer state (3x smaller), card and curves
   python -c "import sys, keras; from basicseg.networks.unet import custom_objects; \
@@ -83,9 +83,8 @@ while read -r kind target arch minutes epochs ema; do
   # a lesion network starts from the cord network of the same run (same fold, same architecture), when trained:
   # its last epoch (moving average with --ema), as a final run keeps it; a fold's best epoch is chosen on its
   # held-out sites and would carry them into the lesion network's start
-  donor="$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch"
-  donor=$(for f in "$donor.last-average.keras" "$donor.last.keras" "$donor.keras"; do [[ -f $f ]] && echo "$f" && break; done || true)
-  [[ $target == lesion && -n "$donor" ]] && args+=(--init-from "$donor")
+  donor=$(as_shipped "$RUNS/$run-cord-basicseg$arch/cord-basicseg$arch")
+  [[ $target == lesion && -f "$donor" ]] && args+=(--init-from "$donor")
   if [[ $kind == final ]]; then
     python -m basicseg.training.train "$BIDS" "$RUNS/final-$model" "${args[@]}"
     ship "$RUNS/final-$model" "$model"
