@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Leave-site-out evaluation of the fold models made by scripts/train_models.sh: each fold's localiser and
-# cord models (at their last epoch, as the final ones are kept) segment the held-out sites' images through the full pipeline (basicseg-eval); each fold's
-# lesion models are scored on SIMULATED lesions (3 per image) inserted into that fold's held-out images, at
-# their best held-out epoch (eval-lesionN) and at their last epoch (eval-lesionN-last).
+# cord models (at their last epoch, as the final ones are kept) segment the held-out sites' images through
+# the full pipeline (basicseg-eval); each fold's lesion models are scored on SIMULATED lesions (3 per image)
+# inserted into that fold's held-out images, at their best held-out epoch (eval-lesionN) and at their last
+# epoch (eval-lesionN-last).
 # Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
 # rim-sparing, whole section, haemorrhagic core; PATTERN_SEEDS per pattern) and a lesion-free copy of every
 # held-out image (eval-patterns3; the lesion network at its last epoch, with the shipped card's rule, mirror and
