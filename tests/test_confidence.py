@@ -148,9 +148,47 @@ def test_a_long_cord_thickening_upwards_is_plausible_and_a_leak_is_not():
 def test_unsure_lesion(demo):
     cord, lesion, zooms = demo
     summary = confidence_summary(_confident(cord), cord, np.where(lesion, 0.55, 0.02), lesion, zooms)
-    assert summary["lesion_mean_prob"] == pytest.approx(0.55)
+    assert summary["lesion_mean_prob"] == pytest.approx(0.55) and summary["lesion_core_prob"] == pytest.approx(0.55)
     assert confidence_flags(summary, Thresholds()) == ["uncertain_lesion"]
-    assert confidence_flags(summary, Thresholds(lesion_mean_prob_min=None)) == []
+    assert confidence_flags(summary, Thresholds(lesion_core_prob_min=None)) == []
+
+
+def _fringed(lesion, core_prob, fringe_prob=0.3, voxels=2):
+    """A lesion map whose ``lesion`` core reads ``core_prob`` and whose outline extends ``voxels`` further in-plane
+    at ``fringe_prob`` (the card outlines at 0.2): the mask is core and fringe together."""
+    outline = ndimage.binary_dilation(lesion, structure=confidence.EDGE, iterations=voxels)
+    return np.where(lesion, core_prob, np.where(outline, fringe_prob, 0.02)), outline
+
+
+def test_a_small_sure_lesion_is_not_uncertain(demo):
+    """A small lesion outlined at 0.2 is mostly fringe: its mean probability falls with its size, not with the
+    network's doubt. The core's probability does not: the demo lesion shrunk to its centre reads the same core
+    whatever the fringe, and raises no flag, while a large lesion whose core barely passes 0.5 does."""
+    cord, lesion, zooms = demo
+    small = ndimage.binary_erosion(lesion, structure=confidence.EDGE, iterations=2)
+    assert 0 < small.sum() < 0.5 * lesion.sum()
+    prob, mask = _fringed(small, 0.95)
+    summary = confidence_summary(_confident(cord), cord, prob, mask, zooms)
+    assert summary["lesion_mean_prob"] < 0.6               # the old rule (0.685) flagged this lesion
+    assert summary["lesion_core_prob"] == pytest.approx(0.95)
+    assert confidence_flags(summary, Thresholds()) == []
+    prob, mask = _fringed(lesion, 0.6, voxels=0)
+    assert "uncertain_lesion" in confidence_flags(confidence_summary(_confident(cord), cord, prob, mask, zooms),
+                                                  Thresholds())
+
+
+def test_the_least_sure_component_decides(demo):
+    """A sure lesion beside a doubtful component elsewhere in the cord: the doubtful one is what the flag is for."""
+    cord, lesion, zooms = demo
+    slices = np.flatnonzero(cord.any(axis=(0, 1)))
+    far = np.zeros_like(cord)
+    k = slices[0] + 1                                       # the lesion starts on slice 11, the cord on 0
+    far[:, :, k:k + 2] = ndimage.binary_erosion(cord[:, :, k:k + 2], structure=confidence.EDGE, iterations=2)
+    assert far.any() and not (far & lesion).any()
+    prob = np.where(lesion, 0.97, np.where(far, 0.6, 0.02))
+    summary = confidence_summary(_confident(cord), cord, prob, lesion | far, zooms)
+    assert summary["lesion_components"] == 2 and summary["lesion_core_prob"] == pytest.approx(0.6)
+    assert "uncertain_lesion" in confidence_flags(summary, Thresholds())
 
 
 def test_without_lesion_map_the_lesion_keys_are_nan(demo):
@@ -159,7 +197,8 @@ def test_without_lesion_map_the_lesion_keys_are_nan(demo):
     assert all(math.isnan(summary[k]) for k in SUMMARY_KEYS if k.startswith("lesion_"))
     empty = confidence_summary(_confident(cord), cord, np.full(cord.shape, 0.02), np.zeros_like(cord), zooms)
     assert empty["lesion_volume_mm3"] == 0 and empty["lesion_components"] == 0
-    assert math.isnan(empty["lesion_mean_prob"]) and empty["lesion_max_prob"] == pytest.approx(0.02)
+    assert math.isnan(empty["lesion_mean_prob"]) and math.isnan(empty["lesion_core_prob"])
+    assert empty["lesion_max_prob"] == pytest.approx(0.02)
     assert confidence_flags(summary, Thresholds()) == confidence_flags(empty, Thresholds()) == []
 
 
@@ -174,8 +213,8 @@ def test_thresholds_file(tmp_path):
     assert confidence.QC_THRESHOLDS == load_thresholds(confidence.THRESHOLDS_FILE)
     assert load_thresholds(tmp_path / "absent.json") == Thresholds()
     path = tmp_path / "t.json"
-    path.write_text(json.dumps({"source": "test", "thresholds": {"csa_cv_max": 0.2, "lesion_mean_prob_min": None}}))
-    assert load_thresholds(path) == Thresholds(csa_cv_max=0.2, lesion_mean_prob_min=None)
+    path.write_text(json.dumps({"source": "test", "thresholds": {"csa_cv_max": 0.2, "lesion_core_prob_min": None}}))
+    assert load_thresholds(path) == Thresholds(csa_cv_max=0.2, lesion_core_prob_min=None)
     path.write_text(json.dumps({"thresholds": {"csa_cv_max": "high"}}))
     assert load_thresholds(path) == Thresholds()
 
@@ -201,7 +240,8 @@ def _case(site, i, case, cord_dice=0.93, false_lesion=np.nan, lesion_dice=np.nan
            "false_lesion_mm3": false_lesion, "lesion_dice": lesion_dice,
            "cord_mean_prob": 0.95, "cord_uncertain_band": 1.0, "cord_csf_contrast": 0.8, "csa_median_mm2": 60.0, "csa_cv": 0.05,
            "csa_max_jump": 0.1, "lesion_volume_mm3": 0.0 if case == "healthy" else 300.0,
-           "lesion_mean_prob": np.nan if case == "healthy" else 0.9, "lesion_max_prob": 0.1, "lesion_components": 0,
+           "lesion_mean_prob": np.nan if case == "healthy" else 0.9,
+           "lesion_core_prob": np.nan if case == "healthy" else 0.95, "lesion_max_prob": 0.1, "lesion_components": 0,
            "lesion_min_contrast": np.nan if case == "healthy" else 0.5}
     return row | summary
 
@@ -215,13 +255,13 @@ def _table(rng, overlap=False):
             case = "healthy" if i % 2 else "whole"
             rows.append(_case(site, i, case, lesion_dice=np.nan if case == "healthy" else 0.8,
                               false_lesion=0.0 if case == "healthy" else np.nan,
-                              cord_mean_prob=rng.uniform(0.92, 0.97), lesion_mean_prob=rng.uniform(0.8, 0.95)
+                              cord_mean_prob=rng.uniform(0.92, 0.97), lesion_core_prob=rng.uniform(0.88, 0.98)
                               if case != "healthy" else np.nan))
         low = rng.uniform(0.92, 0.97, 2) if overlap else rng.uniform(0.78, 0.86, 2)
         rows += [_case(site, 100, "rim", cord_dice=0.66, lesion_dice=0.7, cord_mean_prob=low[0]),
                  _case(site, 101, "gm", cord_dice=0.7, lesion_dice=0.6, cord_mean_prob=low[1]),
                  _case(site, 102, "healthy", false_lesion=150.0, lesion_volume_mm3=150.0,
-                       lesion_mean_prob=rng.uniform(0.85, 0.95) if overlap else rng.uniform(0.5, 0.65))]
+                       lesion_core_prob=rng.uniform(0.88, 0.98) if overlap else rng.uniform(0.6, 0.75))]
     return pd.DataFrame(rows)
 
 
@@ -235,7 +275,7 @@ def test_tune_qc_flags_held_out_failures():
     for r in rows:
         assert r["failures_flagged"] == r["failures"] == 3, r
         assert r["good_flagged"] <= 0.1 * r["good"] and r["train_good_share"] <= 0.1
-        assert r["thresholds"]["cord_mean_prob_min"] is not None and r["thresholds"]["lesion_mean_prob_min"] is not None
+        assert r["thresholds"]["cord_mean_prob_min"] is not None and r["thresholds"]["lesion_core_prob_min"] is not None
     assert tune.total(rows)["failures_flagged"] == 9
 
 
@@ -257,7 +297,7 @@ def test_tune_qc_does_not_tighten_a_cord_flag_for_a_lesion_failure():
     rng = np.random.default_rng(3)
     rows = [_case(site, i, "whole", lesion_dice=0.8, cord_mean_prob=rng.uniform(0.92, 0.97))
             for site in "AB" for i in range(20)]
-    rows += [_case(site, 50, "gm", lesion_dice=0.0, cord_mean_prob=0.915, lesion_mean_prob=np.nan) for site in "AB"]
+    rows += [_case(site, 50, "gm", lesion_dice=0.0, cord_mean_prob=0.915, lesion_core_prob=np.nan) for site in "AB"]
     table = pd.DataFrame(rows)
     final = tune.fit(table, tune.failure_kinds(table))
     assert final["cord_mean_prob_min"] == Thresholds().cord_mean_prob_min
@@ -358,7 +398,7 @@ def test_tune_qc_tunes_lesion_not_hyperintense_on_false_lesions_only():
     assert kinds["lesion"].sum() == 2 and kinds["false_lesion"].sum() == 0
     assert tune.fit(table, kinds)["lesion_contrast_min"] == Thresholds().lesion_contrast_min
     table = pd.DataFrame(rows + [_case(site, 70, "healthy", false_lesion=3000.0, lesion_volume_mm3=3000.0,
-                                       lesion_mean_prob=0.9, lesion_min_contrast=-0.3) for site in "AB"])
+                                       lesion_core_prob=0.95, lesion_min_contrast=-0.3) for site in "AB"])
     kinds = tune.failure_kinds(table)
     assert kinds["false_lesion"].sum() == 2
     final = tune.fit(table, kinds)

@@ -48,10 +48,15 @@ CSF_RING_MM = (0.5, 2.5)
 # segment: two 5 mm T2*w slices, ten 1 mm ones), else on all its slices
 NORMAL_CORD_MM = 10.0
 CSA_TREND_MM = 30.0          # the running median the axial area's scatter is measured about (csa_cv)
+# a lesion component's core: its voxels at or above this probability. The lesion mask is outlined at the card's
+# extent threshold (0.2), so a small lesion is mostly fringe and its mean probability measures its size (GM-confined
+# lesions found with Dice 0.67-0.95 read 0.52-0.75, docs/qc.md); the probability over its core reads how sure the
+# network is of what it found, at any size
+LESION_CORE_PROB = 0.5
 
 SUMMARY_KEYS = ("cord_mean_prob", "cord_uncertain_band", "cord_csf_contrast", "csa_median_mm2", "csa_cv",
                 "csa_max_jump",
-                "lesion_volume_mm3", "lesion_mean_prob", "lesion_max_prob", "lesion_components",
+                "lesion_volume_mm3", "lesion_mean_prob", "lesion_core_prob", "lesion_max_prob", "lesion_components",
                 "lesion_min_contrast")
 
 # flag, summary key, threshold, direction: the flag is raised when the key is below ("min") or above ("max")
@@ -61,7 +66,7 @@ RULES = (("low_cord_confidence", "cord_mean_prob", "cord_mean_prob_min", "min"),
          ("low_cord_contrast", "cord_csf_contrast", "cord_csf_contrast_min", "min"),
          ("implausible_cord_shape", "csa_cv", "csa_cv_max", "max"),
          ("implausible_cord_shape", "csa_max_jump", "csa_max_jump_max", "max"),
-         ("uncertain_lesion", "lesion_mean_prob", "lesion_mean_prob_min", "min"),
+         ("uncertain_lesion", "lesion_core_prob", "lesion_core_prob_min", "min"),
          ("lesion_not_hyperintense", "lesion_min_contrast", "lesion_contrast_min", "min"))
 CONFIDENCE_FLAGS = tuple(dict.fromkeys(rule[0] for rule in RULES))
 
@@ -83,7 +88,9 @@ class Thresholds:
     # 0.21-0.29 (docs/models.md). The raw CV it replaced read 0.34 on a healthy manual C1-T4 cord
     csa_cv_max: float | None = 0.2
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
-    lesion_mean_prob_min: float | None = 0.75        # a lesion the network barely crossed 0.5 for
+    # the least sure component's core: SIMULATED GM-confined lesions found on held-out sites read 0.73-0.74, a false
+    # lesion on a held-out healthy cord 0.69 (fold B; docs/qc.md)
+    lesion_core_prob_min: float | None = 0.7
     # oedema is hyperintense on T2 and T2*: a lesion less than ~10 % brighter (ln 1.1) than the normal cord at
     # its levels is not one the image shows. On cords recoloured as bright as their CSF the lesion network's
     # false lesions read ln -0.55 to 0.16; the SIMULATED lesions of the held-out folds 0.23-0.95 (docs/qc.md)
@@ -178,10 +185,25 @@ def _lesion_confidence(lesion_prob: np.ndarray | None, lesion: np.ndarray | None
     labels, n = ndimage.label(lesion, structure=np.ones((3, 3, 3), bool))
     return {"lesion_volume_mm3": int(lesion.sum()) * float(np.prod(zooms)),
             "lesion_mean_prob": float(lesion_prob[lesion].mean()) if n else NAN,
+            "lesion_core_prob": _least_sure_core(lesion_prob, labels, n),
             "lesion_max_prob": float(lesion_prob[near].max()) if near.any() else 0.0,
             "lesion_components": int(n),
             "lesion_min_contrast": _lesion_contrast(image, labels, n, cord, zooms) if judged is None or image is None
             else judged}
+
+
+def _least_sure_core(prob: np.ndarray, labels: np.ndarray, n: int) -> float:
+    """The least sure component's mean probability over its core (p >= :data:`LESION_CORE_PROB`; 0 for a component
+    with no such voxel, which only a card detecting below it can keep). The least sure, not the mean of all: one
+    false component beside a true lesion is the error to catch."""
+    if n == 0:
+        return NAN
+    core = labels * (prob >= LESION_CORE_PROB)
+    index = np.arange(1, n + 1)
+    counts = ndimage.sum_labels(np.ones_like(prob), core, index)
+    sums = ndimage.sum_labels(prob, core, index)
+    means = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+    return float(means.min())
 
 
 def _lesion_contrast(image: np.ndarray | None, labels: np.ndarray, n: int, cord: np.ndarray, zooms) -> float:
@@ -206,7 +228,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     without ``image``); the contrasts read ``image`` as a magnitude (:func:`..segment.hyperintensity.magnitude`);
     ``csa_median_mm2``, ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and
     ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord slices) of the axial cord area;
-    ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN when it is empty); ``lesion_max_prob``
+    ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN when it is empty); ``lesion_core_prob``
+    (the least sure component's mean probability over its voxels >= :data:`LESION_CORE_PROB`, NaN without one); ``lesion_max_prob``
     (in the cord dilated by one voxel in-plane, 0 without cord);
     ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
     ln(median ``image`` in it / the matched normal cord near it) (:mod:`..segment.hyperintensity`), NaN without

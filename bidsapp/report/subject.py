@@ -52,8 +52,8 @@ FLAG_TEXT = {
                                     "thick): the outputs are not validated.",
     "implausible_cord_shape": "The cord's area varies or jumps between slices more than a real cord's does: "
                               "look for slices where the mask leaks or misses cord.",
-    "uncertain_lesion": "The lesion network was unsure of this lesion (low mean probability): it may be a "
-                        "false lesion.",
+    "uncertain_lesion": "The lesion network was unsure of a lesion it found (low probability over the "
+                        "lesion's core, not its outline): it may be a false lesion.",
     "lesion_not_hyperintense": "A lesion is hardly brighter than the same tissue of the normal cord above and "
                                "below it: oedema is hyperintense on T2, so it may be a false lesion (e.g. grey "
                                "matter bright along the whole cord).",
