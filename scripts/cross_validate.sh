@@ -7,7 +7,8 @@
 # Each fold's BASICseg-3 cord + lesion pair is also scored on the clinical patterns (SIMULATED: GM-confined,
 # rim-sparing, whole section, haemorrhagic core; PATTERN_SEEDS per pattern) and a lesion-free copy of every
 # held-out image (eval-patterns3; the lesion network at its last epoch, with the shipped card's rule, mirror and
-# shift average): the tables behind scripts/tune_lesion.py, scripts/tune_qc.py and
+# shift average), and the same cases recoloured as bright as the CSF (eval-bright-cord3): the tables behind
+# scripts/tune_lesion.py, scripts/tune_qc.py and
 # scripts/model_report.py --patterns (the README's cord and lesion tables).
 # An evaluation is redone when its model is newer than its table (a resumed, longer run).
 #   bash scripts/cross_validate.sh [BIDS_DIR] [RUNS_DIR]      then: python scripts/model_report.py
@@ -37,13 +38,16 @@ for f in A B C; do
   done
   # the last epoch's moving average, as the final network is kept (the best epoch is chosen on the held-out sites)
   lesion="$RUNS/cv-$f-lesion-basicseg3/lesion-basicseg3.last-average.keras"
-  out="$RUNS/cv-$f-eval-patterns3"
-  if [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]]; then
+  # native contrast, then the held-out images recoloured with the cord nearly as bright as its CSF: leave-site-out
+  # failures that QC must flag (scripts/tune_qc.py counts no flag on the stress as a false alarm)
+  for contrast in native bright-cord; do
+    out="$RUNS/cv-$f-eval-$([[ $contrast == native ]] && echo patterns3 || echo bright-cord3)"
+    [[ -f "$lesion" && ! "$out/eval_patterns.tsv" -nt "$lesion" ]] || continue
     python -m basicseg.training.evaluate "$BIDS" "$out" --target lesion --lesion-set patterns \
       --lesions-per-image "$PATTERN_SEEDS" --cord-model "$(as_shipped "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3")" \
       --localiser-model "$loc" --lesion-model "$lesion" --sites "${held[@]}" --lesion-rule $RULE \
-      --mirror --lesion-shift "$SHIFT_MM"
-  fi
+      --mirror --lesion-shift "$SHIFT_MM" --contrast "$contrast"
+  done
   cord=$(as_shipped "$RUNS/cv-$f-cord-basicseg3/cord-basicseg3")      # the default cord network, else BASICseg-1
   [[ -f "$cord" ]] || cord=$(as_shipped "$RUNS/cv-$f-cord-basicseg1/cord-basicseg1")
   for arch in 1 3; do

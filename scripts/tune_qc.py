@@ -15,7 +15,9 @@ keys of ``confidence_summary`` (bare, or with the image row's ``qc_`` prefix).
 
 A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it has a FALSE LESION (healthy and
 got a lesion, or a component off its true lesion) or it is a lesion case with lesion Dice < 0.5; the others
-are GOOD.  Thresholds are chosen by coordinate-wise
+are GOOD, except on a stress contrast (a ``contrast`` column other than "native", e.g. ``basicseg-eval --contrast
+bright-cord``): there the image itself is outside what the networks were validated on, and a flag is expected
+whatever the networks did, so a case that did not fail counts neither as good nor as a failure.  Thresholds are chosen by coordinate-wise
 grid search (the midpoints between observed values, and the extremes, which flag none of them), starting from
 the priors of ``confidence.Thresholds``: each maximises the failures of its own kind flagged by the flags of
 that kind (the cord flags for cord failures, ``lesion_not_hyperintense`` for false lesions, the other lesion
@@ -81,22 +83,30 @@ RULE_KINDS = {name: "false_lesion" if name in FALSE_LESION_RULES else "lesion" i
 
 def failure_kinds(table: pd.DataFrame) -> dict[str, np.ndarray]:
     """{"cord": cord failures, "lesion": lesion failures, "false_lesion": the lesion failures with a false
-    lesion} (module docstring); NaN measures do not fail."""
+    lesion, "stress": the cases on a stress contrast} (module docstring); NaN measures do not fail."""
     kind = table["kind"] if "kind" in table else table["case"]     # basicseg-eval's kind; a bare table's case
     healthy = kind.astype(str).str.lower().eq("healthy").to_numpy()
     cord_dice = table["cord_dice"].to_numpy(float)
     false_lesion = table["false_lesion_mm3"].to_numpy(float)
     lesion_dice = table["lesion_dice"].to_numpy(float)
+    contrast = table["contrast"].fillna("native") if "contrast" in table else pd.Series("native", index=table.index)
+    stress = contrast.astype(str).str.lower().ne("native").to_numpy()
     with np.errstate(invalid="ignore"):
         false = false_lesion > 0          # healthy: anything found; lesion cases: components off the true lesion
         return {"cord": cord_dice < FAIL_CORD_DICE,
-                "lesion": false | (~healthy & (lesion_dice < FAIL_LESION_DICE)), "false_lesion": false}
+                "lesion": false | (~healthy & (lesion_dice < FAIL_LESION_DICE)), "false_lesion": false,
+                "stress": stress}
 
 
 def failures(table: pd.DataFrame) -> np.ndarray:
     """Whether each case is a failure of any kind."""
     kinds = failure_kinds(table)
     return kinds["cord"] | kinds["lesion"]
+
+
+def good_cases(kinds: dict) -> np.ndarray:
+    """The cases that did not fail, on a native contrast: a flag there is a false alarm."""
+    return ~(kinds["cord"] | kinds["lesion"] | kinds.get("stress", False))
 
 
 def flagged(table: pd.DataFrame, thresholds: dict, kind: str | None = None) -> np.ndarray:
@@ -121,7 +131,7 @@ def candidates(values, direction: str) -> list:
 
 def _score(table: pd.DataFrame, thresholds: dict, kinds: dict, kind: str):
     """(feasible, failures of ``kind`` flagged by the rules of that kind, -good flagged by all)."""
-    good = ~(kinds["cord"] | kinds["lesion"])
+    good = good_cases(kinds)
     hit = flagged(table, thresholds)
     own = flagged(table, thresholds, kind)
     good_share = hit[good].mean() if good.any() else 0.0
@@ -154,30 +164,31 @@ def fit(table: pd.DataFrame, kinds: dict) -> dict:
     return thresholds
 
 
-def _counts(hit: np.ndarray, fail: np.ndarray) -> dict:
+def _counts(hit: np.ndarray, fail: np.ndarray, good: np.ndarray) -> dict:
     return {"failures": int(fail.sum()), "failures_flagged": int(hit[fail].sum()),
-            "good": int((~fail).sum()), "good_flagged": int(hit[~fail].sum())}
+            "good": int(good.sum()), "good_flagged": int(hit[good].sum())}
 
 
 def leave_site_out(table: pd.DataFrame, kinds: dict) -> list[dict]:
     """For each site: the thresholds chosen on the other sites, and what they flag on it (and on those)."""
-    fail = kinds["cord"] | kinds["lesion"]
+    fail, good = kinds["cord"] | kinds["lesion"], good_cases(kinds)
     rows = []
     for site in sorted(table["site"].unique()):
         held = (table["site"] == site).to_numpy()
         thresholds = fit(table[~held], {k: v[~held] for k, v in kinds.items()})
         train_hit = flagged(table[~held], thresholds)
-        rows.append({"site": site, **_counts(flagged(table[held], thresholds), fail[held]),
-                     "train_good_share": float(train_hit[~fail[~held]].mean()) if (~fail[~held]).any() else 0.0,
+        rows.append({"site": site, **_counts(flagged(table[held], thresholds), fail[held], good[held]),
+                     "train_good_share": float(train_hit[good[~held]].mean()) if good[~held].any() else 0.0,
                      "thresholds": thresholds})
     return rows
 
 
 def check(table: pd.DataFrame, kinds: dict, thresholds: dict) -> list[dict]:
     """For each site: what the fixed ``thresholds`` flag on it."""
-    fail = kinds["cord"] | kinds["lesion"]
+    fail, good = kinds["cord"] | kinds["lesion"], good_cases(kinds)
     hit = flagged(table, thresholds)
-    return [{"site": site, **_counts(hit[held], fail[held]), "false_lesions": int(kinds["false_lesion"][held].sum()),
+    return [{"site": site, **_counts(hit[held], fail[held], good[held]),
+             "false_lesions": int(kinds["false_lesion"][held].sum()),
              "false_lesions_flagged": int((hit & kinds["false_lesion"])[held].sum())}
             for site in sorted(table["site"].unique()) for held in [(table["site"] == site).to_numpy()]]
 

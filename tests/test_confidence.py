@@ -446,3 +446,23 @@ def test_with_too_little_normal_cord_the_contrast_reads_every_slice():
     lesion[:, :, 7] = False             # 12 mm: read there, on the normal cord, ln(250 / 100)
     summary = confidence_summary(_confident(cord), cord, np.where(lesion, 0.9, 0.0), lesion, zooms, image)
     assert summary["cord_csf_contrast"] == pytest.approx(np.log(2.5), abs=1e-6)
+
+
+def test_tune_qc_expects_flags_on_a_stress_contrast():
+    """On a cord recoloured as bright as its CSF (basicseg-eval --contrast bright-cord) low_cord_contrast should fire
+    whatever the networks did: the stress's cases that did not fail are no false alarms, and tuning on them must
+    not lower the contrast threshold until the stress passes unflagged."""
+    tune = _tune_qc()
+    rng = np.random.default_rng(5)
+    rows = [_case(site, i, "whole", lesion_dice=0.8, cord_csf_contrast=rng.uniform(0.5, 1.3), contrast="native")
+            for site in "AB" for i in range(20)]
+    rows += [_case(site, 80 + i, "whole", lesion_dice=0.8, cord_csf_contrast=rng.uniform(-0.2, 0.25),
+                   contrast="bright-cord") for site in "AB" for i in range(6)]
+    table = pd.DataFrame(rows)
+    kinds = tune.failure_kinds(table)
+    assert kinds["stress"].sum() == 12 and tune.good_cases(kinds).sum() == 40
+    final = tune.fit(table, kinds)
+    assert final["cord_csf_contrast_min"] == Thresholds().cord_csf_contrast_min
+    assert tune.flagged(table, final)[kinds["stress"]].all()
+    counts = tune.check(table, kinds, final)
+    assert sum(r["good"] for r in counts) == 40 and sum(r["good_flagged"] for r in counts) == 0
