@@ -17,15 +17,15 @@ A case is a CORD FAILURE when its cord Dice is < 0.85, a LESION FAILURE when it 
 got a lesion, or a component off its true lesion) or it is a lesion case with lesion Dice < 0.5; the others
 are GOOD, except on a stress contrast (a ``contrast`` column other than "native", e.g. ``basicseg-eval --contrast
 bright-cord``): there the image itself is outside what the networks were validated on, and a flag is expected
-whatever the networks did, so a case that did not fail counts neither as good nor as a failure.  Thresholds are chosen by coordinate-wise
-grid search (the midpoints between observed values, and the extremes, which flag none of them), starting from
-the priors of ``confidence.Thresholds``: each maximises the failures of its own kind flagged by the flags of
-that kind (the cord flags for cord failures, ``lesion_not_hyperintense`` for false lesions, the other lesion
-flags for lesion failures), subject to at most
-10 % of the good cases flagged by all the flags together; ties go to the fewest good flagged, then to the
-current value.  So a cord flag is never tightened because a lesion failure happened to have a low cord
-probability, and a prior stays where the tuning rows hold no failure of its kind; a test is never switched
-off.  For each site S the thresholds are chosen on the other sites
+whatever the networks did, so a case that did not fail counts neither as good nor as a failure.
+
+Thresholds are chosen by coordinate-wise grid search (the midpoints between observed values, and the extremes,
+which flag none of them), starting from the priors of ``confidence.Thresholds``: each maximises the failures of its
+own kind flagged by the flags of that kind (the cord flags for cord failures, ``lesion_not_hyperintense`` for false
+lesions, the other lesion flags for lesion failures), subject to at most 10 % of the good cases flagged by all the
+flags together; ties go to the fewest good flagged, then to the current value.  So a cord flag is never tightened
+because a lesion failure happened to have a low cord probability, and a prior stays where the tuning rows hold no
+failure of its kind; a test is never switched off.  For each site S the thresholds are chosen on the other sites
 and applied to S; the final thresholds are chosen on all rows and, with --write, written to
 basicseg/measure/qc_thresholds.json with the held-out figures and this command in ``source``.
 """

@@ -229,8 +229,8 @@ def confidence_summary(cord_prob: np.ndarray, cord: np.ndarray, lesion_prob: np.
     ``csa_median_mm2``, ``csa_cv`` (std of the area / its :data:`CSA_TREND_MM` running median) and
     ``csa_max_jump`` (max |a_k - a_k-1| / median between consecutive cord slices) of the axial cord area;
     ``lesion_volume_mm3``; ``lesion_mean_prob`` (in the lesion mask, NaN when it is empty); ``lesion_core_prob``
-    (the least sure component's mean probability over its voxels >= :data:`LESION_CORE_PROB`, NaN without one); ``lesion_max_prob``
-    (in the cord dilated by one voxel in-plane, 0 without cord);
+    (the least sure component's mean probability over its voxels >= :data:`LESION_CORE_PROB`, NaN without one);
+    ``lesion_max_prob`` (in the cord dilated by one voxel in-plane, 0 without cord);
     ``lesion_components`` (26-connected); ``lesion_min_contrast``: the least hyperintense component's
     ln(median ``image`` in it / the matched normal cord near it) (:mod:`..segment.hyperintensity`), NaN without
     ``image`` or such cord. ``lesion_contrast``, when given, is that figure as the pipeline's lesion rule judged it

@@ -1,6 +1,8 @@
 """The network a run starts from: a fresh graph, or the weights of a trained donor (``--init-from``)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from basicseg.io import sha256_file
 
 OPTIMIZER = "Adam"
