@@ -50,7 +50,7 @@ NORMAL_CORD_MM = 10.0
 CSA_TREND_MM = 30.0          # the running median the axial area's scatter is measured about (csa_cv)
 # a lesion component's core: its voxels at or above this probability. The lesion mask is outlined at the card's
 # extent threshold (0.2), so a small lesion is mostly fringe and its mean probability measures its size (GM-confined
-# lesions found with Dice 0.67-0.95 read 0.52-0.75, docs/qc.md); the probability over its core reads how sure the
+# lesions found with Dice 0.62-0.95 read 0.50-0.75, docs/qc.md); the probability over its core reads how sure the
 # network is of what it found, at any size
 LESION_CORE_PROB = 0.5
 
@@ -88,7 +88,7 @@ class Thresholds:
     # 0.21-0.29 (docs/models.md). The raw CV it replaced read 0.34 on a healthy manual C1-T4 cord
     csa_cv_max: float | None = 0.2
     csa_max_jump_max: float | None = 0.6             # manual cords change <= 12 % of the median between slices
-    # the least sure component's core: SIMULATED GM-confined lesions found on held-out sites read 0.73-0.74, a false
+    # the least sure component's core: SIMULATED GM-confined lesions found on held-out sites read 0.73-0.77, a false
     # lesion on a held-out healthy cord 0.69 (fold B; docs/qc.md)
     lesion_core_prob_min: float | None = 0.7
     # oedema is hyperintense on T2 and T2*: a lesion less than ~10 % brighter (ln 1.1) than the normal cord at
